@@ -1,0 +1,91 @@
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import pg from 'pg'
+import { PGlite } from '@electric-sql/pglite'
+import { createPgConfig } from '@electric-sql/pglite/node-postgres'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
+import { vector } from '@electric-sql/pglite-pgvector'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { DB } from './schema.ts'
+import { acquireDataDirLock, type DataDirLock } from './lock.ts'
+
+export type { DB } from './schema.ts'
+
+export interface Database {
+  db: Kysely<DB>
+  pool: pg.Pool
+  embedded: boolean
+  /** Round-trips `select 1`; throws when the database is unreachable. */
+  ping(timeoutMs?: number): Promise<void>
+  close(): Promise<void>
+  /** Embedded only: the whole data dir as a tarball (tests start each file from a migrated copy). */
+  dumpDataDir(): Promise<Blob>
+}
+
+export interface DatabaseOptions {
+  databaseUrl: string | null
+  dataDir: string
+  /** Tests: start from a dumped, already-migrated data dir instead of files on disk. */
+  loadDataDir?: Blob
+  /** Tests: keep the embedded database in memory. */
+  inMemory?: boolean
+  poolMax?: number
+}
+
+export const PGLITE_EXTENSIONS = { vector, pg_trgm }
+
+/**
+ * One code path for production and the embedded default: Kysely → node-postgres Pool.
+ * With no DATABASE_URL the pool talks to PGlite in this process (createPgConfig), so the
+ * SQL, types and transactions are the same as on a real server.
+ */
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  let pool: pg.Pool
+  let pglite: PGlite | null = null
+  let lock: DataDirLock | null = null
+  if (options.databaseUrl) {
+    pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolMax ?? 10, connectionTimeoutMillis: 5000 })
+  } else {
+    let dataDir: string | undefined
+    if (!options.inMemory && !options.loadDataDir) {
+      mkdirSync(options.dataDir, { recursive: true })
+      lock = acquireDataDirLock(options.dataDir)
+      dataDir = join(options.dataDir, 'pgdata')
+    }
+    try {
+      pglite = await PGlite.create({ dataDir, loadDataDir: options.loadDataDir, extensions: PGLITE_EXTENSIONS })
+    } catch (err) {
+      lock?.release()
+      throw err
+    }
+    pool = new pg.Pool(createPgConfig(pglite) as unknown as pg.PoolConfig)
+  }
+  // A dropped connection must not crash the process; the next query reconnects.
+  pool.on('error', () => {})
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  return {
+    db,
+    pool,
+    embedded: pglite !== null,
+    async ping(timeoutMs = 2000) {
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('database ping timed out')), timeoutMs)
+      })
+      try {
+        await Promise.race([sql`select 1`.execute(db), timeout])
+      } finally {
+        clearTimeout(timer)
+      }
+    },
+    async dumpDataDir() {
+      if (!pglite) throw new Error('dumpDataDir needs the embedded database')
+      return pglite.dumpDataDir('none')
+    },
+    async close() {
+      await db.destroy()
+      if (pglite) await pglite.close()
+      lock?.release()
+    },
+  }
+}

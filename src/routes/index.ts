@@ -1,0 +1,19 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { Config } from '../config.ts'
+import type { Database } from '../db/index.ts'
+import authRoutes from './auth/index.ts'
+import homeRoutes from './home/index.ts'
+import healthRoutes from './health/index.ts'
+
+export interface RouteOptions {
+  config: Config
+  database: Database
+  secureCookies: boolean
+}
+
+const routes: FastifyPluginAsync<RouteOptions> = async (app, opts) => {
+  await app.register(healthRoutes, opts)
+  await app.register(authRoutes, opts)
+  await app.register(homeRoutes, opts)
+}
+export default routes
