@@ -27,13 +27,18 @@ export interface AppDeps {
   logger?: FastifyServerOptions['logger']
 }
 
+/** JSON logs with request ids; cookies (session tokens) and authorization headers never reach them. */
+export function loggerOptions(level: string) {
+  return {
+    level,
+    redact: { paths: ['req.headers.cookie', 'req.headers.authorization', 'res.headers["set-cookie"]'], remove: true },
+  }
+}
+
 /** Builds the whole app: config → external plugins → our plugins → routes → error handlers. */
 export async function buildApp({ config, database, logger }: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger ?? {
-      level: config.logLevel,
-      redact: { paths: ['req.headers.cookie', 'req.headers.authorization', 'res.headers["set-cookie"]'], remove: true },
-    },
+    logger: logger ?? loggerOptions(config.logLevel),
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && /^[\w-]{1,64}$/.test(incoming) ? incoming : randomUUID()

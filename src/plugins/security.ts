@@ -69,6 +69,7 @@ export default fp<SecurityOptions>(async (app, opts) => {
   })
 
   app.addHook('onSend', async (request, reply) => {
+    reply.header('X-Request-Id', request.id)
     reply.header('Content-Security-Policy', CSP)
     reply.header('X-Frame-Options', 'DENY')
     reply.header('X-Content-Type-Options', 'nosniff')

@@ -9,6 +9,8 @@ export class TestClient {
   readonly cookies = new Map<string, string>()
   csrf: string | null = null
   headers: Record<string, string> = {}
+  /** The client's IP as the app sees it (login throttling is per IP). */
+  remoteAddress = '127.0.0.1'
 
   constructor(app: FastifyInstance) {
     this.app = app
@@ -30,7 +32,7 @@ export class TestClient {
   }
 
   async get(url: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-    return this.remember(await this.app.inject({ method: 'GET', url, headers: { cookie: this.cookieHeader(), ...this.headers, ...headers } }))
+    return this.remember(await this.app.inject({ method: 'GET', url, remoteAddress: this.remoteAddress, headers: { cookie: this.cookieHeader(), ...this.headers, ...headers } }))
   }
 
   /** POSTs a urlencoded form; fetches a page first when no CSRF token is known yet. */
@@ -43,6 +45,7 @@ export class TestClient {
       await this.app.inject({
         method: 'POST',
         url,
+        remoteAddress: this.remoteAddress,
         payload: body.toString(),
         headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader(), ...this.headers },
       }),
