@@ -174,3 +174,15 @@ test('logs carry request ids and never the password, PIN or session token', asyn
   assert.doesNotMatch(log, /918273/)
   assert.ok(!log.includes(c.cookies.get('bagsh_session')!))
 })
+
+test('control characters in login fields are refused like any wrong login, not a 500', async () => {
+  const c = new TestClient(t.app)
+  c.remoteAddress = '198.51.100.7'
+  for (const form of [
+    { school: '1', username: 'a\u0000b', password: 'x' },
+    { school: '1\u0000', username: 'a', password: 'x' },
+    { school: '', username: 'admin\u0007', password: 'p\u0000' },
+  ]) {
+    assert.equal((await c.post('/login', form)).statusCode, 401)
+  }
+})

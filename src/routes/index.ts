@@ -4,6 +4,9 @@ import type { Database } from '../db/index.ts'
 import authRoutes from './auth/index.ts'
 import homeRoutes from './home/index.ts'
 import healthRoutes from './health/index.ts'
+import teacherRoutes from './teacher/index.ts'
+import schoolRoutes from './school/index.ts'
+import adminRoutes from './admin/index.ts'
 
 export interface RouteOptions {
   config: Config
@@ -15,5 +18,8 @@ const routes: FastifyPluginAsync<RouteOptions> = async (app, opts) => {
   await app.register(healthRoutes, opts)
   await app.register(authRoutes, opts)
   await app.register(homeRoutes, opts)
+  await app.register(teacherRoutes, opts)
+  await app.register(schoolRoutes, opts)
+  await app.register(adminRoutes, opts)
 }
 export default routes

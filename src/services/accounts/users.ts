@@ -15,6 +15,7 @@ export interface NewUser {
 }
 
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,31}$/
+export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/
 
 export function normalizeUsername(username: string): string {
   return username.trim().toLowerCase()
@@ -33,6 +34,8 @@ export function validateNewUser(input: NewUser): void {
   if ((input.role === 'platform_admin') !== (input.schoolId === null)) fields.school = 'users.errors.schoolRequired'
   if (input.grade != null && !(Number.isInteger(input.grade) && input.grade >= 1 && input.grade <= 12)) fields.grade = 'users.errors.gradeInvalid'
   if ((input.displayName ?? '').length > 200) fields.displayName = 'users.errors.nameTooLong'
+  // Postgres text cannot hold NUL, and no name needs control characters.
+  else if (CONTROL_CHARACTERS.test(input.displayName ?? '')) fields.displayName = 'users.errors.nameInvalid'
   if (Object.keys(fields).length) throw new FormError(fields, { min: MIN_PASSWORD_LENGTH })
 }
 
@@ -52,17 +55,28 @@ export async function createUser(db: Kysely<DB>, input: NewUser): Promise<{ id: 
   const username = normalizeUsername(input.username)
   if (await usernameTaken(db, input.schoolId, username)) throw new FormError({ username: 'users.errors.usernameTaken' })
   const passwordHash = await hashPassword(input.password)
-  return db
-    .insertInto('users')
-    .values({
-      role: input.role,
-      school_id: input.schoolId,
-      username,
-      display_name: input.displayName?.trim() || username,
-      password_hash: passwordHash,
-      grade: input.grade ?? null,
-      class_id: input.classId ?? null,
-    })
-    .returning(['id', 'username'])
-    .executeTakeFirstOrThrow()
+  try {
+    return await db
+      .insertInto('users')
+      .values({
+        role: input.role,
+        school_id: input.schoolId,
+        username,
+        display_name: input.displayName?.trim() || username,
+        password_hash: passwordHash,
+        grade: input.grade ?? null,
+        class_id: input.classId ?? null,
+      })
+      .returning(['id', 'username'])
+      .executeTakeFirstOrThrow()
+  } catch (err) {
+    // Two admins typing the same name at once: the unique index decides, the form says so.
+    if (isUniqueViolation(err)) throw new FormError({ username: 'users.errors.usernameTaken' })
+    throw err
+  }
+}
+
+/** Postgres unique_violation: the loser of a race on a unique index. */
+export function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '23505'
 }

@@ -19,8 +19,11 @@ export type LoginResult =
   | { ok: false; reason: 'invalid' }
   | { ok: false; reason: 'throttled'; retryAfterSeconds: number }
 
+// Postgres text cannot hold NUL; no real school code or username contains control characters.
+const CONTROL = /[\u0000-\u001f\u007f]/
+
 function accountKey(school: string, username: string): string {
-  return `acct:${school.trim()}:${username.trim().toLowerCase()}`
+  return `acct:${school.trim()}:${username.trim().toLowerCase()}`.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 200)
 }
 
 async function retryAfter(db: Kysely<DB>, key: string, limit: number): Promise<number> {
@@ -64,7 +67,7 @@ export async function attemptLogin(db: Kysely<DB>, input: LoginInput): Promise<L
 
 async function findLoginUser(db: Kysely<DB>, school: string, username: string) {
   const name = username.trim().toLowerCase()
-  if (!name) return undefined
+  if (!name || CONTROL.test(name) || CONTROL.test(school)) return undefined
   const code = school.trim()
   let query = db
     .selectFrom('users')

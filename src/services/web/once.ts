@@ -7,12 +7,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
  * AES-256-GCM under the app secret, bound to the viewer's session, and are cleared when read.
  */
 const MAX_AGE_SECONDS = 10 * 60
+/** One cookie for every kind of shown-once secret; the payload says what it holds. */
+export const ONCE_COOKIE = 'bagsh_once'
 
 function key(secret: string): Buffer {
   return createHash('sha256').update(`once:${secret}`).digest()
 }
 
-export function sealOnce(reply: FastifyReply, secret: string, name: string, payload: unknown, secure: boolean): void {
+export function sealOnce(reply: FastifyReply, secret: string, payload: unknown, secure: boolean): void {
+  const name = ONCE_COOKIE
   const sessionId = reply.request.session?.id ?? ''
   const iv = randomBytes(12)
   const cipher = createCipheriv('aes-256-gcm', key(secret), iv)
@@ -23,7 +26,8 @@ export function sealOnce(reply: FastifyReply, secret: string, name: string, payl
 }
 
 /** Returns the payload and clears the cookie; null when missing, tampered with, expired or from another session. */
-export function openOnce<T>(request: FastifyRequest, reply: FastifyReply, secret: string, name: string): T | null {
+export function openOnce<T>(request: FastifyRequest, reply: FastifyReply, secret: string): T | null {
+  const name = ONCE_COOKIE
   const value = request.cookies[name]
   if (!value) return null
   reply.clearCookie(name, { path: '/' })
