@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import compress from '@fastify/compress'
 import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
@@ -50,6 +51,8 @@ export async function buildApp({ config, database, logger }: AppDeps): Promise<F
   })
   const secureCookies = config.production
 
+  // Rural links: gzip every text response over 1 KB. SSE streams are hijacked, so never compressed.
+  await app.register(compress, { global: true, threshold: 1024, encodings: ['gzip', 'deflate'] })
   await app.register(cookie)
   await app.register(formbody)
   await app.register(rateLimit, {

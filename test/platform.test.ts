@@ -144,3 +144,13 @@ test('when the database is unreachable: /health is 503 degraded and pages say so
     await down.close()
   }
 })
+
+test('HTML, CSS and JS are sent gzipped to browsers that accept it', async () => {
+  const page = await t.app.inject({ url: '/login', headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(page.headers['content-encoding'], 'gzip')
+  const css = /href="(\/static\/css\/app\.css\?v=[0-9a-f]+)"/.exec((await t.app.inject('/login')).body)![1]
+  assert.equal((await t.app.inject({ url: css, headers: { 'accept-encoding': 'gzip' } })).headers['content-encoding'], 'gzip')
+  const htmx = await t.app.inject({ url: '/static/vendor/htmx.min.js?v=1.9.12', headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(htmx.headers['content-encoding'], 'gzip')
+  assert.ok(htmx.rawPayload.length < 20_000, `htmx gzipped is ~16 KB, got ${htmx.rawPayload.length}`)
+})
