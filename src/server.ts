@@ -3,11 +3,17 @@ import { loadConfig, type Config } from './config.ts'
 import { openDatabase } from './db/index.ts'
 import { migrate } from './db/migrate.ts'
 import { seedDemoIfEmpty } from './services/demo.ts'
+import { createEmbedder } from './services/embeddings/index.ts'
+import { createJobHandlers } from './services/jobs/handlers.ts'
+import { JobRunner } from './services/jobs/queue.ts'
+import { enqueueSamplePdfs } from './services/textbooks/sample-pdfs.ts'
 
 /** Opens the database, migrates, seeds the demo on a fresh embedded database, listens, and shuts down cleanly. */
 export async function startServer(config: Config = loadConfig()): Promise<void> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
   const app = await buildApp({ config, database })
+  // Background jobs (PDF imports, re-indexing): started once the app listens, stopped before it closes.
+  const jobs = new JobRunner(database.db, createJobHandlers({ dataDir: config.dataDir, embedder: createEmbedder(config.embeddings) }), { log: app.log })
   let closing = false
   const shutdown = async (signal: string) => {
     if (closing) return
@@ -16,6 +22,7 @@ export async function startServer(config: Config = loadConfig()): Promise<void> 
     const force = setTimeout(() => process.exit(1), 15_000)
     force.unref()
     try {
+      await jobs.stop()
       await app.close()
     } finally {
       await database.close()
@@ -29,9 +36,14 @@ export async function startServer(config: Config = loadConfig()): Promise<void> 
     if (applied.length) app.log.info({ applied }, 'migrations applied')
     if (config.seedDemo) {
       const demo = await seedDemoIfEmpty(database.db)
-      if (demo) printDemoLogins(demo)
+      if (demo) {
+        printDemoLogins(demo)
+        // The sample textbooks, through the same pipeline as an upload; searchable seconds after start.
+        await enqueueSamplePdfs(database.db, config.dataDir)
+      }
     }
     await app.listen({ port: config.port, host: config.host })
+    jobs.start()
   } catch (err) {
     await app.close().catch(() => {})
     await database.close().catch(() => {})

@@ -144,7 +144,7 @@ test('help, unknown commands and bad flags answer at once, with exit code 2, wit
     assert.equal(help.stderr, '')
     for (const command of ['migrate', 'create-school', 'create-user', 'serve']) assert.match(help.stdout, new RegExp(`\\b${command}\\b`))
     assert.equal(unknown.code, 2)
-    assert.equal(unknown.stderr, 'bagsh: unknown command "frobnicate" (commands: migrate, create-school, create-user, serve; see bagsh --help)\n')
+    assert.equal(unknown.stderr, 'bagsh: unknown command "frobnicate" (commands: migrate, create-school, create-user, serve, import-pdf, import-chunks, reindex, search; see bagsh --help)\n')
     assert.equal(badCode.code, 2)
     assert.match(badCode.stderr, /^bagsh create-school: invalid --code "abc": a school code is a number from 1 to 999999999/)
 

@@ -15,12 +15,19 @@ export interface Database {
   db: Kysely<DB>
   pool: pg.Pool
   embedded: boolean
+  /**
+   * Calls `listener` after every statement sent through `db` (transaction BEGIN/COMMIT included),
+   * for the statements metric and the write-budget test. Returns a function that removes it.
+   */
+  onStatement(listener: StatementListener): () => void
   /** Round-trips `select 1`; throws when the database is unreachable. */
   ping(timeoutMs?: number): Promise<void>
   close(): Promise<void>
   /** Embedded only: the whole data dir as a tarball (tests start each file from a migrated copy). */
   dumpDataDir(): Promise<Blob>
 }
+
+export type StatementListener = (sql: string, failed: boolean) => void
 
 export interface DatabaseOptions {
   databaseUrl: string | null
@@ -62,11 +69,21 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
   // A dropped connection must not crash the process; the next query reconnects.
   pool.on('error', () => {})
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  const listeners = new Set<StatementListener>()
+  const db = new Kysely<DB>({
+    dialect: new PostgresDialect({ pool }),
+    log: (event) => {
+      for (const listener of listeners) listener(event.query.sql, event.level === 'error')
+    },
+  })
   return {
     db,
     pool,
     embedded: pglite !== null,
+    onStatement(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
     async ping(timeoutMs = 2000) {
       let timer: NodeJS.Timeout | undefined
       const timeout = new Promise<never>((_, reject) => {

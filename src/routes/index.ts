@@ -7,6 +7,9 @@ import healthRoutes from './health/index.ts'
 import teacherRoutes from './teacher/index.ts'
 import schoolRoutes from './school/index.ts'
 import adminRoutes from './admin/index.ts'
+import mathRoutes from './math/index.ts'
+import libraryRoutes from './library/index.ts'
+import adminTextbookRoutes from './admin-textbooks/index.ts'
 
 export interface RouteOptions {
   config: Config
@@ -21,5 +24,8 @@ const routes: FastifyPluginAsync<RouteOptions> = async (app, opts) => {
   await app.register(teacherRoutes, opts)
   await app.register(schoolRoutes, opts)
   await app.register(adminRoutes, opts)
+  await app.register(mathRoutes, opts)
+  await app.register(libraryRoutes, opts)
+  await app.register(adminTextbookRoutes, opts)
 }
 export default routes

@@ -2,6 +2,8 @@ import type { Kysely } from 'kysely'
 import type { DB, Role } from '../../src/db/schema.ts'
 import { TestClient } from './client.ts'
 import { makeClass, makeSchool, makeUser } from './factories.ts'
+import { createLocalEmbedder } from '../../src/services/embeddings/local.ts'
+import { importSampleBook, loadSampleBooks } from '../../src/services/textbooks/samples.ts'
 
 /** How one person logs in: school code (null for platform admins), username, password. */
 export interface Login {
@@ -20,8 +22,8 @@ export interface World {
 const STUDENT_NAMES = ['Бат-Эрдэнэ Болд', 'Сарнай Ганбаатар', 'Тэмүүлэн Дорж', 'Анужин Мөнх-Очир', 'Хонгорзул Энхбаяр']
 
 /**
- * A school with one of each role and a realistic class (students with Mongolian names), plus a
- * second school, so every list page has rows and the crawl reaches detail pages.
+ * A school with one of each role and a realistic class (students with Mongolian names), a
+ * second school, and a sample textbook, so every list page has rows and the crawl reaches detail pages.
  */
 export async function seedWorld(db: Kysely<DB>, classSize = 30): Promise<World> {
   const school = await makeSchool(db, 'Улаанбаатарын 1-р сургууль')
@@ -43,6 +45,9 @@ export async function seedWorld(db: Kysely<DB>, classSize = 30): Promise<World> 
   }
   if (!student) throw new Error('seedWorld needs at least one student')
   const admin = await makeUser(db, 'platform_admin', null, { displayName: 'Платформын админ' })
+  // One ready sample textbook, so the library's book pages and the admin's textbook list have rows.
+  const biology = loadSampleBooks().find((book) => book.meta.subject === 'biology')
+  if (biology) await importSampleBook(db, createLocalEmbedder(), biology)
   const login = (u: { username: string; password: string }, code: number | null): Login => ({ school: code, username: u.username, password: u.password })
   return {
     school,

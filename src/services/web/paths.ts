@@ -25,15 +25,18 @@ export interface NavItem {
   label: string
 }
 
+const LIBRARY: NavItem = { href: '/library', label: 'nav.library' }
+
 const NAV: Record<Role, NavItem[]> = {
-  platform_admin: [{ href: '/admin/schools', label: 'nav.schools' }],
+  platform_admin: [{ href: '/admin/schools', label: 'nav.schools' }, { href: '/admin/textbooks', label: 'nav.textbooks' }, LIBRARY],
   school_admin: [
     { href: '/school', label: 'nav.school' },
     { href: '/school/teachers', label: 'nav.teachers' },
     { href: '/school/classes', label: 'nav.classes' },
+    LIBRARY,
   ],
-  teacher: [{ href: '/teacher/classes', label: 'nav.myClasses' }],
-  student: [{ href: '/student', label: 'nav.home' }],
+  teacher: [{ href: '/teacher/classes', label: 'nav.myClasses' }, LIBRARY],
+  student: [{ href: '/student', label: 'nav.home' }, LIBRARY],
 }
 
 /** Navigation by role; the entry whose section the path is in is marked current. */

@@ -1,0 +1,435 @@
+// Many students asking the tutor at once, against the real server with a fake LLM.
+//
+//   npx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--tokens 300] [--tps 40] [--write]
+//
+// Three processes besides this one: the fake OpenRouter (test/fakes/openrouter.ts), the app
+// (src/server.ts on an embedded database in a temporary DATA_DIR, sample textbooks loaded, one
+// school of students), and a bare Fastify SSE proxy of the same fake stream (`--proxy`, the
+// ceiling: no database, no retrieval, no broker). At each level, that many students each log in,
+// then in a closed loop ask a question the htmx way (POST → fragment with the stream URL) and read
+// the answer's SSE stream to its `done` event. Each question is different, so none comes from the
+// cache. Reports turns/s, time to first token (POST sent → first token event), what the app adds
+// over the fake's own first token, errors, and the app's peak RSS. --write updates docs/benchmarks.md.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { Agent, request } from 'undici'
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url))
+
+// --- The bare proxy (child process) -----------------------------------------------------------
+
+async function runProxy(port: number, fakeUrl: string): Promise<void> {
+  const { default: Fastify } = await import('fastify')
+  const agent = new Agent({ connections: 2000, headersTimeout: 0, bodyTimeout: 0 })
+  const app = Fastify({ logger: false })
+  let seq = 0
+  app.get('/stream', async (req, reply) => {
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' })
+    res.write(`retry: 5000\n:${' '.repeat(2048)}\n\n`)
+    const upstream = await request(`${fakeUrl}/chat/completions`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', authorization: 'Bearer bench' },
+      body: JSON.stringify({ model: 'google/gemini-2.5-flash', stream: true, max_tokens: 1024, messages: [{ role: 'user', content: `Асуулт ${++seq}` }] }),
+    })
+    let buffer = ''
+    let id = 0
+    for await (const chunk of upstream.body) {
+      buffer += chunk.toString()
+      let nl
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl).trim()
+        buffer = buffer.slice(nl + 1)
+        if (!line.startsWith('data: ')) continue
+        const data = line.slice(6)
+        if (data === '[DONE]') continue
+        const text = (JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content
+        if (text) res.write(`id: ${++id}\nevent: token\ndata: <span>${text.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</span>\n\n`)
+      }
+    }
+    res.end(`id: ${++id}\nevent: done\ndata: <div class="answer"></div>\n\n`)
+  })
+  await app.listen({ port, host: '127.0.0.1' })
+  console.log('proxy listening')
+}
+
+// --- Orchestration ------------------------------------------------------------------------------
+
+interface TurnResult {
+  ok: boolean
+  ttftMs: number
+  totalMs: number
+  error?: string
+  /** App turns: the POST's response, and the stream's response headers (ms since the POST). */
+  postMs?: number
+  streamMs?: number
+}
+
+interface LevelResult {
+  target: 'app' | 'proxy'
+  students: number
+  turns: number
+  seconds: number
+  errors: number
+  errorSamples: string[]
+  ttft: { p50: number; p95: number }
+  /** App: when the POST answered and when the stream's headers came (ms since the POST), p50. */
+  phases: { post: number; stream: number } | null
+  peakRssMb: number | null
+}
+
+function percentile(values: number[], p: number): number {
+  if (!values.length) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+function child(args: string[], env: Record<string, string>, ready: RegExp | null): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  if (!ready) return Promise.resolve(proc)
+  return new Promise((resolve, reject) => {
+    let out = ''
+    const onData = (d: Buffer) => {
+      out += d.toString()
+      if (ready.test(out)) resolve(proc)
+    }
+    proc.stdout!.on('data', onData)
+    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+    proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}:\n${out.slice(-3000)}`)))
+  })
+}
+
+async function waitForHealth(base: string): Promise<void> {
+  for (let i = 0; i < 240; i++) {
+    try {
+      const res = await fetch(`${base}/health`)
+      if (res.ok) return
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  throw new Error('the app did not become healthy')
+}
+
+function rssMb(pid: number): number | null {
+  try {
+    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+    return kb ? Math.round(Number(kb) / 1024) : null
+  } catch {
+    return null
+  }
+}
+
+/** Reads an SSE body until `done`; returns when the first token came (ms since `start`). */
+async function readAnswer(body: AsyncIterable<Buffer>, start: number): Promise<{ ttftMs: number; done: boolean }> {
+  let ttftMs = NaN
+  let tail = ''
+  for await (const chunk of body) {
+    const text = tail + chunk.toString()
+    // The first text the student sees: a token, or the whole answer when it finished before the stream connected.
+    if (Number.isNaN(ttftMs) && (text.includes('event: token') || text.includes('event: done'))) ttftMs = performance.now() - start
+    if (text.includes('event: done')) {
+      // Let the server end the stream; we have what we need.
+      return { ttftMs, done: true }
+    }
+    tail = text.slice(-32)
+  }
+  return { ttftMs, done: false }
+}
+
+interface Student {
+  cookie: string
+  csrf: string
+  conversationId: number
+}
+
+async function setupApp(dataDir: string, count: number): Promise<{ schoolCode: number; usernames: string[]; password: string }> {
+  const { openDatabase } = await import('../src/db/index.ts')
+  const { migrate } = await import('../src/db/migrate.ts')
+  const { createSchool } = await import('../src/services/accounts/schools.ts')
+  const { hashPassword } = await import('../src/services/auth/passwords.ts')
+  const { createLocalEmbedder } = await import('../src/services/embeddings/local.ts')
+  const { importSampleBook, loadSampleBooks } = await import('../src/services/textbooks/samples.ts')
+  const database = await openDatabase({ databaseUrl: null, dataDir })
+  try {
+    await migrate(database.db)
+    const embedder = createLocalEmbedder()
+    for (const book of loadSampleBooks()) await importSampleBook(database.db, embedder, book)
+    const school = await createSchool(database.db, { name: 'Ачааллын сургууль', code: 4242 })
+    const klass = await database.db.insertInto('classes').values({ school_id: school.id, teacher_id: null, name: '7А', grade: 7 }).returning('id').executeTakeFirstOrThrow()
+    const password = '123456'
+    const hash = await hashPassword(password)
+    const usernames = Array.from({ length: count }, (_, i) => `bench${i + 1}`)
+    for (let i = 0; i < usernames.length; i += 500) {
+      const rows = usernames.slice(i, i + 500).map((u) => ({ school_id: school.id, role: 'student' as const, username: u, display_name: `Сурагч ${u}`, password_hash: hash, grade: 7, class_id: klass.id }))
+      const users = await database.db.insertInto('users').values(rows).returning(['id', 'username']).execute()
+      await database.db
+        .insertInto('conversations')
+        .values(users.map((u) => ({ user_id: u.id, school_id: school.id, subject: 'biology', grade: 7, title: 'Ачааллын яриа' })))
+        .execute()
+    }
+    return { schoolCode: school.code, usernames, password }
+  } finally {
+    await database.close()
+  }
+}
+
+function cookiesOf(headers: Record<string, string | string[] | undefined>, jar: Map<string, string>): void {
+  const set = headers['set-cookie']
+  for (const c of Array.isArray(set) ? set : set ? [set] : []) {
+    const [pair] = c.split(';')
+    const eq = pair!.indexOf('=')
+    jar.set(pair!.slice(0, eq), pair!.slice(eq + 1))
+  }
+}
+
+async function login(base: string, agent: Agent, schoolCode: number, username: string, password: string): Promise<Student> {
+  const jar = new Map<string, string>()
+  const cookie = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ')
+  const page = await request(`${base}/login`, { dispatcher: agent })
+  cookiesOf(page.headers, jar)
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.body.text())![1]!
+  const form = new URLSearchParams({ _csrf: csrf, school: String(schoolCode), username, password }).toString()
+  const res = await request(`${base}/login`, { method: 'POST', dispatcher: agent, body: form, headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: cookie() } })
+  await res.body.dump()
+  if (res.statusCode !== 303) throw new Error(`login ${username}: ${res.statusCode}`)
+  cookiesOf(res.headers, jar)
+  const list = await request(`${base}/chat`, { dispatcher: agent, headers: { cookie: cookie() } })
+  const html = await list.body.text()
+  const conversationId = Number(/href="\/chat\/(\d+)"/.exec(html)?.[1])
+  const token = /name="_csrf" value="([^"]+)"/.exec(html)?.[1] ?? csrf
+  return { cookie: cookie(), csrf: token, conversationId }
+}
+
+async function appTurn(base: string, agent: Agent, s: Student, n: number): Promise<TurnResult> {
+  const start = performance.now()
+  try {
+    const form = new URLSearchParams({ question: `Фотосинтезийн ${n}-р асуулт: ургамал гэрлийн энергийг яаж ашигладаг вэ?` }).toString()
+    const post = await request(`${base}/chat/${s.conversationId}/messages`, {
+      method: 'POST',
+      dispatcher: agent,
+      body: form,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: s.cookie, 'hx-request': 'true', 'x-csrf-token': s.csrf },
+    })
+    const fragment = await post.body.text()
+    const postMs = performance.now() - start
+    if (post.statusCode !== 200) return { ok: false, ttftMs: NaN, totalMs: performance.now() - start, error: `POST ${post.statusCode}` }
+    const url = /data-sse-connect="([^"]+)"/.exec(fragment)?.[1]
+    if (!url) return { ok: false, ttftMs: NaN, totalMs: performance.now() - start, error: 'no stream in the fragment' }
+    const stream = await request(`${base}${url.replace(/&amp;/g, '&')}`, { dispatcher: agent, headers: { cookie: s.cookie, accept: 'text/event-stream' } })
+    const streamMs = performance.now() - start
+    if (stream.statusCode !== 200) {
+      await stream.body.dump()
+      return { ok: false, ttftMs: NaN, totalMs: performance.now() - start, error: `stream ${stream.statusCode}` }
+    }
+    const { ttftMs, done } = await readAnswer(stream.body, start)
+    stream.body.destroy()
+    return done ? { ok: true, ttftMs, totalMs: performance.now() - start, postMs, streamMs } : { ok: false, ttftMs, totalMs: performance.now() - start, error: 'stream ended without done' }
+  } catch (err) {
+    return { ok: false, ttftMs: NaN, totalMs: performance.now() - start, error: (err as Error).message }
+  }
+}
+
+async function proxyTurn(base: string, agent: Agent): Promise<TurnResult> {
+  const start = performance.now()
+  try {
+    const stream = await request(`${base}/stream`, { dispatcher: agent })
+    const { ttftMs, done } = await readAnswer(stream.body, start)
+    stream.body.destroy()
+    return done ? { ok: true, ttftMs, totalMs: performance.now() - start } : { ok: false, ttftMs, totalMs: performance.now() - start, error: 'no done' }
+  } catch (err) {
+    return { ok: false, ttftMs: NaN, totalMs: performance.now() - start, error: (err as Error).message }
+  }
+}
+
+/** `workers` closed loops for `seconds`; turns started before the deadline are finished and counted. */
+async function level(target: 'app' | 'proxy', workers: number, seconds: number, turn: (worker: number, n: number) => Promise<TurnResult>, pid: number | null): Promise<LevelResult> {
+  const results: TurnResult[] = []
+  let peak: number | null = pid ? rssMb(pid) : null
+  const sampler = pid ? setInterval(() => (peak = Math.max(peak ?? 0, rssMb(pid) ?? 0)), 250) : null
+  const started = performance.now()
+  const deadline = started + seconds * 1000
+  let n = 0
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      // Spread the first requests over a second, as students do not all click at once.
+      await new Promise((r) => setTimeout(r, Math.random() * 1000))
+      while (performance.now() < deadline) results.push(await turn(w, ++n))
+    }),
+  )
+  const elapsed = (performance.now() - started) / 1000
+  if (sampler) clearInterval(sampler)
+  const ok = results.filter((r) => r.ok)
+  const errors = results.filter((r) => !r.ok)
+  return {
+    target,
+    students: workers,
+    turns: ok.length,
+    seconds: elapsed,
+    errors: errors.length,
+    errorSamples: [...new Set(errors.map((e) => e.error ?? '?'))].slice(0, 5),
+    ttft: { p50: percentile(ok.map((r) => r.ttftMs), 50), p95: percentile(ok.map((r) => r.ttftMs), 95) },
+    phases: target === 'app' ? { post: percentile(ok.map((r) => r.postMs ?? NaN), 50), stream: percentile(ok.map((r) => r.streamMs ?? NaN), 50) } : null,
+    peakRssMb: peak,
+  }
+}
+
+async function fakeFirstToken(fakeUrl: string, agent: Agent): Promise<number> {
+  const samples: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const start = performance.now()
+    const res = await request(`${fakeUrl}/chat/completions`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'google/gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    })
+    for await (const chunk of res.body) {
+      if (chunk.toString().includes('"content":"')) break
+    }
+    samples.push(performance.now() - start)
+    res.body.destroy()
+  }
+  return percentile(samples, 50)
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      levels: { type: 'string', default: '50,200,500' },
+      seconds: { type: 'string', default: '30' },
+      tokens: { type: 'string', default: '300' },
+      tps: { type: 'string', default: '40' },
+      write: { type: 'boolean', default: false },
+      proxy: { type: 'boolean', default: false },
+      profile: { type: 'string' },
+      port: { type: 'string' },
+      fake: { type: 'string' },
+    },
+  })
+  if (values.proxy) return runProxy(Number(values.port), values.fake!)
+
+  const levels = values.levels.split(',').map(Number)
+  const seconds = Number(values.seconds)
+  const maxStudents = Math.max(...levels)
+  const dataDir = mkdtempSync(join(tmpdir(), 'bagsh-chat-load-'))
+  const procs: ChildProcess[] = []
+  const agent = new Agent({ connections: maxStudents * 2 + 50, headersTimeout: 120_000, bodyTimeout: 120_000, pipelining: 0 })
+  try {
+    const fakePort = 4700 + Math.floor(Math.random() * 200)
+    const fake = await child(['test/fakes/openrouter.ts', '--port', String(fakePort), '--tps', values.tps, '--tokens', values.tokens], {}, /listening/)
+    procs.push(fake)
+    const fakeUrl = `http://127.0.0.1:${fakePort}/api/v1`
+    const proxyPort = fakePort + 1
+    procs.push(await child(['bench/chat-load.ts', '--proxy', '--port', String(proxyPort), '--fake', fakeUrl], {}, /proxy listening/))
+
+    process.stdout.write(`setting up ${maxStudents} students and the sample textbooks in ${dataDir} … `)
+    const { schoolCode, usernames, password } = await setupApp(dataDir, maxStudents)
+    const appPort = proxyPort + 1
+    const app = await child(['src/server.ts'], {
+      PORT: String(appPort),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      BAGSH_DEMO: '0',
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      CHAT_PER_MINUTE: '10000',
+      CHAT_PER_DAY: '100000',
+      OPENROUTER_API_KEY: 'bench',
+      OPENROUTER_BASE_URL: fakeUrl,
+      ...(values.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` } : {}),
+    }, null)
+    procs.push(app)
+    let appLog = ''
+    app.stdout!.on('data', (d: Buffer) => (appLog = (appLog + d.toString()).slice(-20_000)))
+    app.stderr!.on('data', (d: Buffer) => (appLog = (appLog + d.toString()).slice(-20_000)))
+    const appBase = `http://127.0.0.1:${appPort}`
+    try {
+      await waitForHealth(appBase)
+    } catch (err) {
+      console.log(`app log:\n${appLog}`)
+      throw err
+    }
+    console.log('ready')
+
+    process.stdout.write(`logging in ${maxStudents} students … `)
+    const students: Student[] = []
+    for (let i = 0; i < usernames.length; i += 20) {
+      students.push(...(await Promise.all(usernames.slice(i, i + 20).map((u) => login(appBase, agent, schoolCode, u, password)))))
+    }
+    console.log('done')
+    const fakeTtft = await fakeFirstToken(fakeUrl, agent)
+    console.log(`fake LLM: ${values.tokens} tokens at ${values.tps}/s, first token after ${fakeTtft.toFixed(1)} ms (median of 5, unloaded)`)
+
+    const results: LevelResult[] = []
+    for (const students_ of levels) {
+      const proxy = await level('proxy', students_, seconds, () => proxyTurn(`http://127.0.0.1:${proxyPort}`, agent), null)
+      results.push(proxy)
+      print(proxy, fakeTtft)
+      const appResult = await level('app', students_, seconds, (w, n) => appTurn(appBase, agent, students[w]!, n), app.pid ?? null)
+      results.push(appResult)
+      print(appResult, fakeTtft)
+    }
+    const table = render(results, fakeTtft, { levels: values.levels, seconds: values.seconds, tokens: values.tokens, tps: values.tps })
+    console.log('\n' + table)
+    if (values.write) writeSection(table)
+    if (results.some((r) => r.errors) || process.env.BENCH_LOG) console.log(`app log tail:\n${appLog.slice(-6000)}`)
+  } finally {
+    for (const p of procs.reverse()) p.kill('SIGTERM')
+    await new Promise((r) => setTimeout(r, 1500))
+    await agent.close().catch(() => {})
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+function print(r: LevelResult, fakeTtft: number): void {
+  console.log(
+    `${r.target.padEnd(5)} ${String(r.students).padStart(4)} students: ${(r.turns / r.seconds).toFixed(1)} turns/s, ` +
+      `TTFT p50 ${r.ttft.p50.toFixed(0)} ms p95 ${r.ttft.p95.toFixed(0)} ms (added p50 ${(r.ttft.p50 - fakeTtft).toFixed(0)}, p95 ${(r.ttft.p95 - fakeTtft).toFixed(0)}), ` +
+      `${r.phases ? `POST done p50 ${r.phases.post.toFixed(0)} ms, stream headers p50 ${r.phases.stream.toFixed(0)} ms, ` : ''}errors ${r.errors}${r.errorSamples.length ? ` (${r.errorSamples.join('; ')})` : ''}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}`,
+  )
+}
+
+function render(results: LevelResult[], fakeTtft: number, opts: Record<string, string>): string {
+  const loadavg = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  const lines = [
+    `${opts.tokens} tokens at ${opts.tps} tokens/s from the fake LLM (first token ${fakeTtft.toFixed(1)} ms unloaded), ${opts.seconds} s per level, closed loop, every question different (no cache hits). Load average at the end: ${loadavg}.`,
+    '',
+    '| students | bare proxy turns/s | app turns/s | app / proxy | added TTFT p50 (proxy / app) | added TTFT p95 (proxy / app) | errors (proxy / app) | app peak RSS |',
+    '|---|---|---|---|---|---|---|---|',
+  ]
+  for (const students of [...new Set(results.map((r) => r.students))]) {
+    const p = results.find((r) => r.students === students && r.target === 'proxy')!
+    const a = results.find((r) => r.students === students && r.target === 'app')!
+    const pr = p.turns / p.seconds
+    const ar = a.turns / a.seconds
+    const ms = (v: number) => (Number.isFinite(v) ? `${Math.max(0, v - fakeTtft).toFixed(0)} ms` : '—')
+    lines.push(
+      `| ${students} | ${pr.toFixed(1)} | ${ar.toFixed(1)} | ${((ar / pr) * 100).toFixed(0)}% | ${ms(p.ttft.p50)} / ${ms(a.ttft.p50)} | ${ms(p.ttft.p95)} / ${ms(a.ttft.p95)} | ${p.errors} / ${a.errors} | ${a.peakRssMb ?? '—'} MB |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+function writeSection(table: string): void {
+  const file = join(ROOT, 'docs/benchmarks.md')
+  const start = '<!-- chat-load:start -->'
+  const end = '<!-- chat-load:end -->'
+  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (embedded database, sample textbooks, fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling. A turn: POST the question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--write]\n\`\`\`\n\n${table}\n${end}`
+  let doc = readFileSync(file, 'utf8')
+  const a = doc.indexOf(start)
+  const b = doc.indexOf(end)
+  doc = a >= 0 && b > a ? doc.slice(0, a) + section + doc.slice(b + end.length) : doc.trimEnd() + '\n\n' + section + '\n'
+  writeFileSync(file, doc)
+}
+
+await main()
