@@ -10,6 +10,7 @@ import adminRoutes from './admin/index.ts'
 import mathRoutes from './math/index.ts'
 import libraryRoutes from './library/index.ts'
 import adminTextbookRoutes from './admin-textbooks/index.ts'
+import chatRoutes from './chat/index.ts'
 
 export interface RouteOptions {
   config: Config
@@ -27,5 +28,6 @@ const routes: FastifyPluginAsync<RouteOptions> = async (app, opts) => {
   await app.register(mathRoutes, opts)
   await app.register(libraryRoutes, opts)
   await app.register(adminTextbookRoutes, opts)
+  await app.register(chatRoutes, opts)
 }
 export default routes

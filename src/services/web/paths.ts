@@ -36,7 +36,7 @@ const NAV: Record<Role, NavItem[]> = {
     LIBRARY,
   ],
   teacher: [{ href: '/teacher/classes', label: 'nav.myClasses' }, LIBRARY],
-  student: [{ href: '/student', label: 'nav.home' }, LIBRARY],
+  student: [{ href: '/student', label: 'nav.home' }, { href: '/chat', label: 'chat.nav' }, LIBRARY],
 }
 
 /** Navigation by role; the entry whose section the path is in is marked current. */

@@ -1,0 +1,251 @@
+import { test, before, after, describe } from 'node:test'
+import assert from 'node:assert/strict'
+import { Registry } from 'prom-client'
+import { buildTestApp, type TestApp } from './helpers/app.ts'
+import { importSamples, llmConfigFor, makeStudents } from './helpers/chat.ts'
+import { startFakeOpenRouter, type FakeOpenRouter } from './fakes/openrouter.ts'
+import { AnswerBroker, AnswerStream, type StreamEvent } from '../src/services/chat/broker.ts'
+import { AnswerWorker } from '../src/services/chat/worker.ts'
+import { storeQuestion } from '../src/services/chat/questions.ts'
+import { cacheKeyFor, isPersonal } from '../src/services/chat/cache.ts'
+import { createChatMetrics, statementKind } from '../src/services/chat/metrics.ts'
+import { buildChatRequest, estimateTokens, trimHistory } from '../src/services/chat/prompt.ts'
+import { retryDelaySeconds } from '../src/services/chat/answers.ts'
+import { LearningEventBatcher } from '../src/services/learning/events.ts'
+import { createLlm } from '../src/services/llm/index.ts'
+import { createLocalEmbedder } from '../src/services/embeddings/local.ts'
+
+/**
+ * The moving parts behind the chat routes: the answer stream's replay, the broker's shutdown
+ * (unfinished answers go back to the queue), the worker across two "instances", the learning
+ * event batcher, and the small pure rules (cache keys, prompt budget, statement kinds).
+ */
+
+const quiet = { info() {}, warn() {}, error() {} }
+
+describe('AnswerStream', () => {
+  test('a late watcher gets the tokens so far merged into one event, then the rest', () => {
+    const s = new AnswerStream(1)
+    s.token('Сайн')
+    s.token(' байна')
+    const seen: StreamEvent[] = []
+    const stop = s.subscribe((e) => seen.push(e))
+    s.token(' уу')
+    assert.deepEqual(seen, [
+      { id: 2, type: 'token', text: 'Сайн байна' },
+      { id: 3, type: 'token', text: ' уу' },
+    ])
+    stop()
+    s.token('!')
+    assert.equal(seen.length, 2)
+  })
+
+  test('resuming after an id replays only what followed; a reset drops the old text', () => {
+    const s = new AnswerStream(1)
+    for (const w of ['a', 'b', 'c']) s.token(w)
+    const after2: StreamEvent[] = []
+    s.subscribe((e) => after2.push(e), 2)
+    assert.deepEqual(after2, [{ id: 3, type: 'token', text: 'c' }])
+    s.reset()
+    s.token('x')
+    assert.equal(s.text, 'x')
+    const fresh: StreamEvent[] = []
+    s.subscribe((e) => fresh.push(e))
+    assert.deepEqual(fresh.map((e) => e.type), ['reset', 'token'])
+  })
+
+  test('a finished stream sends just its final answer', () => {
+    const s = new AnswerStream(1)
+    s.token('a')
+    s.finish({ status: 'done', content: 'a', citations: [], kind: 'llm', cached: false })
+    const seen: StreamEvent[] = []
+    s.subscribe((e) => seen.push(e))
+    assert.deepEqual(seen.map((e) => e.type), ['done'])
+    const none: StreamEvent[] = []
+    s.subscribe((e) => none.push(e), s.lastId)
+    assert.deepEqual(none, [])
+  })
+})
+
+describe('broker and worker on a real database', () => {
+  let fake: FakeOpenRouter
+  let t: TestApp
+  let student: { id: number; schoolId: number }
+
+  before(async () => {
+    fake = await startFakeOpenRouter({ tps: 0, tokens: 10 })
+    t = await buildTestApp()
+    await importSamples(t.database.db, ['biology-7.md'])
+    const made = await makeStudents(t.database.db, 1)
+    student = { id: made.students[0]!.id, schoolId: made.school.id }
+  })
+
+  after(async () => {
+    await t?.close()
+    await fake?.close()
+  })
+
+  async function newQuestion(question: string) {
+    const stored = await storeQuestion(t.database.db, {
+      userId: student.id,
+      schoolId: student.schoolId,
+      limits: { perMinute: 1000, perDay: 1000 },
+      question,
+      cacheKey: null,
+      conversation: { create: { subject: 'biology', grade: 7, question, textbookId: null, sectionPath: null } },
+    })
+    assert.equal(stored.outcome, 'stored')
+    if (stored.outcome !== 'stored') throw new Error('not stored')
+    return {
+      answerId: stored.answerId,
+      questionId: stored.questionId,
+      conversationId: stored.conversationId,
+      userId: student.id,
+      schoolId: student.schoolId,
+      grade: 7,
+      subject: 'biology',
+      textbookId: null,
+      sectionPath: null,
+      question,
+      cacheKey: null,
+      detail: false,
+      attempts: 0,
+    }
+  }
+
+  function broker(llmTps: number) {
+    fake.setScript('*', { tps: llmTps, tokens: 40 })
+    const db = t.database.db
+    return new AnswerBroker({
+      db,
+      llm: createLlm(llmConfigFor(fake.url)),
+      embedder: createLocalEmbedder(),
+      metrics: createChatMetrics(new Registry()),
+      events: new LearningEventBatcher(db),
+      log: quiet,
+    })
+  }
+
+  const status = async (answerId: number) =>
+    (await t.database.db.selectFrom('messages').select(['status', 'run_after', 'lease_until']).where('id', '=', String(answerId)).executeTakeFirstOrThrow())
+
+  test('shutdown: an answer still streaming after the grace period goes back to the queue, due at once', async () => {
+    const b = broker(10) // 40 tokens at 10/s: far longer than the grace period
+    const job = await newQuestion('Эс гэж юу вэ?')
+    const stream = b.start(job)
+    for (let i = 0; i < 200 && !stream.text; i++) await new Promise((r) => setTimeout(r, 20))
+    assert.ok(stream.text, 'streaming')
+    await b.shutdown(100)
+    const row = await status(job.answerId)
+    assert.equal(row.status, 'queued')
+    assert.ok(row.run_after!.getTime() <= Date.now() + 1000)
+    assert.equal(row.lease_until, null)
+    for (let i = 0; i < 50 && !fake.requests.some((r) => r.outcome === 'client-closed'); i++) await new Promise((r) => setTimeout(r, 20))
+    assert.ok(fake.requests.some((r) => r.outcome === 'client-closed'), 'the upstream request was aborted')
+    // A closing broker takes nothing new.
+    assert.equal(b.accepting, false)
+    // (Out of the next test's way: it counts claims.)
+    await t.database.db.updateTable('messages').set({ status: 'failed' }).where('id', '=', String(job.answerId)).execute()
+  })
+
+  test('two instances: the worker of each claims a queued answer once, and it is answered once', async () => {
+    const job = await newQuestion('Бөөм юу хийдэг вэ?')
+    await t.database.db.updateTable('messages').set({ status: 'queued', run_after: new Date(Date.now() - 1000), lease_until: null }).where('id', '=', String(job.answerId)).execute()
+    const [one, two] = [broker(0), broker(0)]
+    const claims = await Promise.all([new AnswerWorker(t.database.db, one, quiet).tick(), new AnswerWorker(t.database.db, two, quiet).tick()])
+    assert.equal(claims[0]! + claims[1]!, 1)
+    for (let i = 0; i < 200 && (await status(job.answerId)).status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25))
+    assert.equal((await status(job.answerId)).status, 'done')
+    await one.shutdown(1000)
+    await two.shutdown(1000)
+  })
+
+  test('a watcher on another instance sees the answer when it is stored (polling)', async () => {
+    const job = await newQuestion('Хлоропласт юу хийдэг вэ?')
+    const generator = broker(0)
+    const watcher = new AnswerBroker({
+      db: t.database.db,
+      llm: null,
+      embedder: createLocalEmbedder(),
+      metrics: createChatMetrics(new Registry()),
+      events: new LearningEventBatcher(t.database.db),
+      log: quiet,
+      pollMs: 50,
+    })
+    const events: StreamEvent[] = []
+    const done = new Promise<void>((resolve) => {
+      void watcher.watch(job.answerId, 0, (e) => {
+        events.push(e)
+        if (e.type === 'done') resolve()
+      })
+    })
+    generator.start(job)
+    await done
+    const final = events.at(-1)!
+    assert.equal(final.type, 'done')
+    if (final.type === 'done') assert.match(final.answer.content, /^Фотосинтез бол/)
+    await generator.shutdown(1000)
+    await watcher.shutdown(100)
+  })
+
+  test('learning events: one INSERT per batch, the rest on close', async () => {
+    const db = t.database.db
+    const statements: string[] = []
+    const stop = t.database.onStatement((s) => statements.push(s))
+    const batcher = new LearningEventBatcher(db, { maxBatch: 3, intervalMs: 60_000 })
+    for (let i = 0; i < 7; i++) batcher.record({ userId: student.id, schoolId: student.schoolId, kind: 'test_event', subject: 'math', topic: `t${i}` })
+    await batcher.close()
+    stop()
+    const inserts = statements.filter((s) => /insert into "learning_events"/i.test(s))
+    assert.equal(inserts.length, 3) // 3 + 3 + 1
+    const rows = await db.selectFrom('learning_events').select('topic').where('kind', '=', 'test_event').execute()
+    assert.equal(rows.length, 7)
+  })
+})
+
+describe('small rules', () => {
+  test('personal questions and follow-ups are not cached; the key ignores case, spacing and punctuation', () => {
+    const ctx = { grade: 7, subject: 'biology', textbookId: null, sectionPath: null }
+    const a = cacheKeyFor({ ...ctx, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: true })
+    const b = cacheKeyFor({ ...ctx, question: '  фотосинтез   гэж юу вэ ' }, { firstQuestion: true })
+    assert.ok(a && a === b)
+    assert.notEqual(cacheKeyFor({ ...ctx, grade: 8, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: true }), a)
+    assert.equal(cacheKeyFor({ ...ctx, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: false }), null)
+    assert.equal(cacheKeyFor({ ...ctx, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: true, hasImage: true }), null)
+    for (const q of ['Миний даалгаврыг шалгаарай', 'Би юу хийх вэ', 'Манай багш хэлсэн', 'Утас 99112233', 'a@b.mn хаяг', 'Болд гэж хэн бэ']) {
+      assert.ok(isPersonal(q, 'Болд Бат'), q)
+    }
+    assert.ok(!isPersonal('Фотосинтез гэж юу вэ?', 'Болд Бат'))
+  })
+
+  test('the prompt keeps the newest history within the budget and starts with a question', () => {
+    const long = 'ф'.repeat(3000) // ~1000 tokens
+    const history = [
+      { role: 'user' as const, content: long },
+      { role: 'assistant' as const, content: long },
+      { role: 'user' as const, content: 'богино' },
+      { role: 'assistant' as const, content: 'хариу' },
+    ]
+    const kept = trimHistory(history, 1500)
+    assert.deepEqual(kept.map((m) => m.content), ['богино', 'хариу'])
+    assert.ok(estimateTokens('абв') === 1)
+    const { request, citations } = buildChatRequest({ question: 'Асуулт?', grade: 5, subjectName: 'Математик', passages: [], history })
+    assert.equal(request.maxTokens, 1024)
+    assert.equal(citations.length, 0)
+    assert.match(String(request.messages[0]!.content), /олдсонгүй/)
+  })
+
+  test('statement kinds for the metric and the write budget', () => {
+    assert.equal(statementKind('select 1'), 'read')
+    assert.equal(statementKind('WITH a AS (SELECT 1) SELECT * FROM a'), 'read')
+    assert.equal(statementKind('WITH m AS (UPDATE messages SET status = 1) SELECT 1'), 'write')
+    assert.equal(statementKind('insert into "x" values (1)'), 'write')
+    assert.equal(statementKind('begin'), 'tx')
+    assert.equal(statementKind('SET LOCAL x = 1'), 'other')
+  })
+
+  test('retries back off from 15 s to at most 15 minutes', () => {
+    assert.deepEqual([1, 2, 3, 4].map(retryDelaySeconds), [15, 30, 60, 120])
+    assert.equal(retryDelaySeconds(20), 900)
+  })
+})
