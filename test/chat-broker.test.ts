@@ -9,7 +9,8 @@ import { AnswerWorker } from '../src/services/chat/worker.ts'
 import { storeQuestion } from '../src/services/chat/questions.ts'
 import { cacheKeyFor, isPersonal } from '../src/services/chat/cache.ts'
 import { createChatMetrics, statementKind } from '../src/services/chat/metrics.ts'
-import { buildChatRequest, estimateTokens, trimHistory } from '../src/services/chat/prompt.ts'
+import { buildChatRequest, estimateTokens, systemPrompt, trimHistory } from '../src/services/chat/prompt.ts'
+import { titleFrom } from '../src/services/chat/conversations.ts'
 import { retryDelaySeconds } from '../src/services/chat/answers.ts'
 import { LearningEventBatcher } from '../src/services/learning/events.ts'
 import { createLlm } from '../src/services/llm/index.ts'
@@ -188,6 +189,32 @@ describe('broker and worker on a real database', () => {
     await watcher.shutdown(100)
   })
 
+  test('no token for a while: watchers are told the connection is slow, then the answer streams on', async () => {
+    fake.setScript('*', { firstTokenDelayMs: 700, tokens: 5 })
+    const b = new AnswerBroker({
+      db: t.database.db,
+      llm: createLlm(llmConfigFor(fake.url)),
+      embedder: createLocalEmbedder(),
+      metrics: createChatMetrics(new Registry()),
+      events: new LearningEventBatcher(t.database.db),
+      log: quiet,
+      slowAfterMs: 200, // PRODUCT.md's 30 s, shortened
+    })
+    const job = await newQuestion('Навч яагаад ногоон өнгөтэй вэ?')
+    const events: StreamEvent[] = []
+    await new Promise<void>((resolve) => {
+      b.start(job)
+      void b.watch(job.answerId, 0, (e) => {
+        events.push(e)
+        if (e.type === 'done') resolve()
+      })
+    })
+    const kinds = events.map((e) => (e.type === 'status' ? `status:${e.status}` : e.type))
+    assert.deepEqual(kinds.slice(0, 3), ['status:slow', 'status:working', 'token'])
+    assert.equal(kinds.at(-1), 'done')
+    await b.shutdown(1000)
+  })
+
   test('learning events: one INSERT per batch, the rest on close', async () => {
     const db = t.database.db
     const statements: string[] = []
@@ -233,6 +260,27 @@ describe('small rules', () => {
     assert.equal(request.maxTokens, 1024)
     assert.equal(citations.length, 0)
     assert.match(String(request.messages[0]!.content), /олдсонгүй/)
+    // The request carries only what fits the budget: system, the short turn, the question.
+    assert.deepEqual(request.messages.slice(1).map((m) => m.content), ['богино', 'хариу', 'Асуулт?'])
+  })
+
+  test('the system prompt: Mongolian, grade-appropriate, Socratic unless asked for explanations, cites [n], says when passages do not apply', () => {
+    const prompt = systemPrompt(5, 'Математик', false)
+    assert.match(prompt, /5-р ангийн сурагчид «Математик»/)
+    assert.match(prompt, /Сократын аргаар/)
+    assert.match(prompt, /бэлэн хариу шууд бүү өг/)
+    assert.match(prompt, /тайлбар эсвэл бүрэн бодолт тодорхой хүсвэл/)
+    assert.match(prompt, /\[1\], \[2\] гэж иш тат/)
+    assert.match(prompt, /асуултад хамаарахгүй бол үүнийгээ шууд хэл/)
+    assert.doesNotMatch(prompt, /дэлгэрэнгүй тайлбар хүссэн/)
+    assert.match(systemPrompt(5, 'Математик', true), /дэлгэрэнгүй тайлбар хүссэн/)
+  })
+
+  test('titles come from the first question: one line, at most 80 characters', () => {
+    assert.equal(titleFrom('  Фотосинтез\n  гэж   юу вэ? '), 'Фотосинтез гэж юу вэ?')
+    const long = titleFrom('ф'.repeat(200))
+    assert.equal(long.length, 80)
+    assert.ok(long.endsWith('…'))
   })
 
   test('statement kinds for the metric and the write budget', () => {

@@ -15,7 +15,8 @@ import { loadSampleBooks } from '../src/services/textbooks/samples.ts'
 /**
  * The chat pages in every state the site crawl cannot reach (it has no conversations): answered
  * (offline passages; long model answers with math), pending, form errors, the wait, the daily
- * limit, a full list. Each must be valid HTML (vnu), have no inline code, and weigh ≤ 14 KB gzipped.
+ * limit, a full list, the student's home with and without recent questions. Each must be valid
+ * HTML (vnu), have no inline code, and weigh ≤ 14 KB gzipped.
  */
 
 const VNU_JAR = new URL('../node_modules/vnu-jar/build/dist/vnu.jar', import.meta.url).pathname
@@ -51,6 +52,7 @@ before(async () => {
   const add = (label: string, res: { statusCode: number; body: string }) => pages.push({ label, status: res.statusCode, body: res.body })
 
   add('list (empty)', await c.get('/chat'))
+  add('student home (empty)', await c.get('/student'))
   const id = conversationIdOf((await c.post('/chat', { subject: 'biology', grade: '7', question: 'фотосинтез гэж юу вэ' })).headers.location)
   add('pending', await c.get(`/chat/${id}`))
   await waitForAnswers(c, `/chat/${id}`)
@@ -93,6 +95,7 @@ before(async () => {
   const third = new TestClient(t.app)
   await third.login(school.code, students[2]!.username, students[2]!.password)
   add('list (full)', await third.get('/chat'))
+  add('student home (recent)', await third.get('/student'))
 }, { timeout: 180_000 })
 
 after(async () => {
@@ -103,6 +106,7 @@ test('each state was reached with its status', () => {
   const expected: Record<string, number> = {
     'list (empty)': 200, pending: 200, 'offline, 4 turns': 200, '422 new': 422, '422 follow-up': 422, 'with context': 200,
     'long answers with math': 200, '429 wait': 429, '429 daily': 429, 'list (full)': 200,
+    'student home (empty)': 200, 'student home (recent)': 200,
   }
   assert.deepEqual(Object.fromEntries(pages.map((p) => [p.label, p.status])), expected)
   assert.match(pages.find((p) => p.label === 'long answers with math')!.body, /class="katex"/)

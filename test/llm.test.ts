@@ -428,17 +428,35 @@ test('chain: 401 and 402 take the whole provider out (its circuit opens) and the
   assert.equal(or.requests.length, 0, 'refused before the body was recorded')
 })
 
-test('chain: 400 stops the chain with LlmRequestRejected; other models are not hammered', async (t) => {
-  const { llm, or } = await setup(t, { fallback: true })
+test('chain: a 400 from one model goes to the next; a second 400 stops the chain with LlmRequestRejected', async (t) => {
+  const { llm, or, gemini } = await setup(t, { fallback: true })
+  // One model's own validation (its output limit) refuses what the next accepts.
   or.setScript(M1, { status: 400, errorMessage: 'max_tokens is too large' })
+  const one = await collect(llm)
+  assert.equal(one.error, null)
+  assert.equal(one.text, FULL)
+  assert.deepEqual(one.done!.attempts.map((a) => [a.model, a.outcome, a.status]), [[M1, 'rejected', 400], [M2, 'ok', 200]])
+  // Two models refusing it: the request itself is wrong, and other models are not hammered.
+  or.reset()
+  or.setScript('*', { status: 400, errorMessage: 'max_tokens is too large' })
   const r = await collect(llm)
   assert.ok(r.error instanceof LlmRequestRejected)
   assert.equal(r.error.status, 400)
   assert.match(r.error.message, /max_tokens is too large/)
-  assert.equal(or.requests.length, 1)
+  assert.deepEqual(or.requests.map((q) => q.model), [M1, M2])
+  assert.equal(gemini!.requests.length, 0)
   // The provider is healthy: its circuit stays closed.
-  or.setScript(M1, {})
+  or.setScript('*', {})
   assert.equal((await collect(llm)).done!.model, M1)
+})
+
+test('chain: the only model rejecting the request is LlmRequestRejected, not a failure to retry later', async (t) => {
+  const { llm, or } = await setup(t, { env: { LLM_MODELS: M1 } })
+  or.setScript(M1, { status: 422, errorMessage: 'Unprocessable' })
+  const r = await collect(llm)
+  assert.ok(r.error instanceof LlmRequestRejected)
+  assert.equal(r.error.status, 422)
+  assert.equal(or.requests.length, 1)
 })
 
 test('chain: slow first token → timeout → one retry on the same model → next model; comments do not count as tokens', async (t) => {

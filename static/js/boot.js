@@ -14,6 +14,15 @@
     if (done) s.onload = done;
     document.head.appendChild(s);
   }
-  load(me.getAttribute('data-htmx'));
-  load(me.getAttribute('data-sse'));
+  // htmx 1.9 starts on DOMContentLoaded, or at once when readyState is 'complete'. Loaded from
+  // here it may run in between (after DOMContentLoaded, while the page still loads: 'interactive')
+  // and would then wait for an event that never comes. So, when it ran late, the event is sent
+  // again once the SSE extension is there too (htmx's own listener is the only one left waiting).
+  var contentLoaded = false;
+  var htmxLate = false;
+  document.addEventListener('DOMContentLoaded', function () { contentLoaded = true; });
+  load(me.getAttribute('data-htmx'), function () { htmxLate = contentLoaded; });
+  load(me.getAttribute('data-sse'), function () {
+    if (htmxLate) document.dispatchEvent(new Event('DOMContentLoaded'));
+  });
 })();

@@ -75,8 +75,8 @@ async function open(s: Site, js: boolean, student: number): Promise<Session> {
   return { context, page, problems }
 }
 
-async function askNew(page: Page, base: string, question: string, js: boolean): Promise<void> {
-  await page.goto(`${base}/chat`)
+async function askNew(page: Page, base: string, question: string, js: boolean, from = '/chat'): Promise<void> {
+  await page.goto(base + from)
   // boot.js loads htmx and its SSE extension after the page: a click before htmx has processed
   // the form would be a plain POST (which works too, the no-JS way).
   if (js) {
@@ -179,6 +179,27 @@ describe('a stream held back by a proxy', () => {
       // The plain page: it refreshes itself until the answer is there.
       await page.click('.answer-fallback a')
       await page.waitForSelector('.answer:not(.pending) .answer-body')
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+})
+
+describe('the student home', () => {
+  test('JS on: asked from /student, the answer streams in; the home then lists the conversation; axe-clean', async () => {
+    const { context, page, problems } = await open(llmSite, true, 3)
+    try {
+      await page.goto(`${llmSite.base}/student`)
+      assert.equal(await page.inputValue('#chat-grade'), '7', "the student's grade is chosen")
+      assert.deepEqual(await axe(page), [])
+      await askNew(page, llmSite.base, 'Навчны өнгө юунаас болдог вэ?', true, '/student')
+      await page.waitForURL(/\/chat\/\d+$/)
+      await page.waitForSelector('.answer:not(.pending) .citations a[href^="/library/"]')
+      await page.goto(`${llmSite.base}/student`)
+      assert.equal(await page.textContent('.conversations a'), 'Навчны өнгө юунаас болдог вэ?')
+      assert.ok(await page.$('main a[href="/library"]'))
+      assert.deepEqual(await axe(page), [])
       assert.deepEqual(problems, [])
     } finally {
       await context.close()

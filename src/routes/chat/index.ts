@@ -25,7 +25,7 @@ import {
 } from '../../services/chat/conversations.ts'
 import type { StoreQuestionResult } from '../../services/chat/questions.ts'
 import type { RouteOptions } from '../index.ts'
-import { answerView, startedAnswerView, turnsOf } from './views.ts'
+import { answerView, dateFormatter, startedAnswerView, turnsOf } from './views.ts'
 import streamRoutes from './stream.ts'
 
 export interface ChatRuntime {
@@ -119,7 +119,7 @@ const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { config, datab
       context: state.context,
       subjects: subjectList,
       subjectName: subjectNamer(subjectList, reply.request.lang),
-      formatDate: (d: Date) => d.toLocaleDateString(reply.request.lang === 'en' ? 'en-GB' : 'mn-MN', { timeZone: 'Asia/Ulaanbaatar' }),
+      formatDate: dateFormatter(reply.request.lang),
       conversations: list.items,
       hasNext: list.hasNext,
       page,

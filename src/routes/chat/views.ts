@@ -118,6 +118,11 @@ export function turnsOf(conversationId: number, messages: ChatMessage[], broker:
   }))
 }
 
+/** Dates in conversation lists, in the reader's language, on Mongolian time. */
+export function dateFormatter(lang: string): (d: Date) => string {
+  return (d) => d.toLocaleDateString(lang === 'en' ? 'en-GB' : 'mn-MN', { timeZone: 'Asia/Ulaanbaatar' })
+}
+
 /** The locals a chat partial needs when rendered outside `reply.page` (the SSE `done` event). */
 export function partialLocals(request: FastifyRequest, reply: FastifyReply) {
   return { t: request.t, lang: request.lang, csrf: request.csrfToken(reply) }

@@ -153,7 +153,10 @@ export async function storeAnswer(db: Kysely<DB>, a: FinishedAnswer): Promise<bo
   return Number(rows[0]?.stored ?? 0) > 0
 }
 
-/** No provider answered: queue the answer for the worker, after a backoff. */
+/**
+ * No provider answered: queue the answer for the worker, after a backoff. `attempts` at or past
+ * MAX_ATTEMPTS (a request no model accepts passes a huge number) marks it failed for good.
+ */
 export async function requeueAnswer(db: Kysely<DB>, answerId: number, attempts: number, error: string, retryAfterMs: number | null = null): Promise<'queued' | 'failed'> {
   const failed = attempts >= MAX_ATTEMPTS
   const delay = Math.max(retryDelaySeconds(attempts), Math.ceil((retryAfterMs ?? 0) / 1000))
@@ -161,7 +164,8 @@ export async function requeueAnswer(db: Kysely<DB>, answerId: number, attempts: 
     .updateTable('messages')
     .set({
       status: failed ? 'failed' : 'queued',
-      attempts,
+      // The column is an int: a "give up" count beyond it would make the whole update fail.
+      attempts: Math.min(attempts, MAX_ATTEMPTS),
       run_after: failed ? null : sql<Date>`now() + make_interval(secs => ${delay})`,
       lease_until: null,
       error: error.slice(0, 500),

@@ -104,19 +104,24 @@ export interface ConversationSummary {
 }
 
 /** The student's conversations, most recently active first; `page` is 1-based. */
-export async function listConversations(db: Kysely<DB>, userId: number, page: number): Promise<{ items: ConversationSummary[]; hasNext: boolean }> {
+export async function listConversations(
+  db: Kysely<DB>,
+  userId: number,
+  page: number,
+  perPage = CONVERSATIONS_PER_PAGE,
+): Promise<{ items: ConversationSummary[]; hasNext: boolean }> {
   const rows = await db
     .selectFrom('conversations')
     .select(['id', 'title', 'subject', 'grade', 'updated_at'])
     .where('user_id', '=', userId)
     .orderBy('updated_at', 'desc')
     .orderBy('id', 'desc')
-    .limit(CONVERSATIONS_PER_PAGE + 1)
-    .offset((page - 1) * CONVERSATIONS_PER_PAGE)
+    .limit(perPage + 1)
+    .offset((page - 1) * perPage)
     .execute()
   return {
-    items: rows.slice(0, CONVERSATIONS_PER_PAGE).map((r) => ({ id: r.id, title: r.title, subject: r.subject, grade: r.grade, updatedAt: r.updated_at })),
-    hasNext: rows.length > CONVERSATIONS_PER_PAGE,
+    items: rows.slice(0, perPage).map((r) => ({ id: r.id, title: r.title, subject: r.subject, grade: r.grade, updatedAt: r.updated_at })),
+    hasNext: rows.length > perPage,
   }
 }
 

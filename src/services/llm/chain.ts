@@ -65,7 +65,10 @@ interface Progress {
  * - 429/5xx/408, a mid-stream error, a broken or empty stream: the next model at once;
  * - 401/402 open the provider's circuit and move to the next provider; so does a network
  *   failure (the host is unreachable, its other models would be too);
- * - 400/413/422 stop the chain with LlmRequestRejected: the request itself is wrong;
+ * - 400/413/422 from one model go to the next model (it may be that model's own validation:
+ *   context length, output limit, a parameter its endpoint refuses); a second rejection, or a
+ *   rejection with no other model left, stops the chain with LlmRequestRejected: the request
+ *   itself is wrong, and sending it everywhere or retrying it later would not help;
  * - when a model fails after tokens were shown, the next answer begins with a `restart` event.
  */
 export class LlmChain implements Llm {
@@ -91,6 +94,7 @@ export class LlmChain implements Llm {
       temperature: request.temperature,
     }
     const attempts: AttemptRecord[] = []
+    let rejection: AttemptRecord | null = null
     let retryAfterMs: number | null = null
     const noteRetryAfter = (ms: number | null) => {
       if (ms !== null) retryAfterMs = retryAfterMs === null ? ms : Math.min(retryAfterMs, ms)
@@ -141,7 +145,9 @@ export class LlmChain implements Llm {
             switch (result.kind) {
               case 'rejected':
                 breaker.recordSuccess()
-                throw new LlmRequestRejected(result.record.status ?? 400, result.record.message ?? '', attempts)
+                if (rejection) throw new LlmRequestRejected(result.record.status ?? 400, result.record.message ?? '', attempts)
+                rejection = result.record
+                continue models
               case 'refused':
               case 'not-found':
               case 'empty':
@@ -170,6 +176,11 @@ export class LlmChain implements Llm {
       } finally {
         if (lease === 'probe' && !verdict) breaker.release()
       }
+    }
+    // A rejection and no other model configured: a retry later would be rejected too. (Models
+    // skipped for now — circuit open, Retry-After — may accept it later: that goes to the queue.)
+    if (rejection && attempts.every((a) => a.outcome === 'rejected')) {
+      throw new LlmRequestRejected(rejection.status ?? 400, rejection.message ?? '', attempts)
     }
     throw new AllProvidersFailed(attempts, retryAfterMs)
   }

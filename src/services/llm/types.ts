@@ -88,7 +88,7 @@ export type FailureKind =
   | 'credits' // 402: out of credits (the whole provider is out)
   | 'refused' // 403: moderation or guardrail on this model
   | 'not-found' // 404: unknown model id
-  | 'rejected' // 400, 413, 422: the request itself is wrong; the chain stops
+  | 'rejected' // 400, 413, 422: the next model is tried once; a second rejection stops the chain
   | 'network' // host unreachable: connection refused, DNS, TLS (the whole provider is out)
   | 'stream-error' // an `error` event mid-stream (HTTP 200)
   | 'truncated' // the stream ended without a finish reason, or sent garbage
@@ -133,8 +133,9 @@ export class AllProvidersFailed extends LlmError {
 }
 
 /**
- * A provider said the request itself is malformed (400/413/422). Sending it to other models
- * would fail the same way, so the chain stops; retrying later will not help either.
+ * The request itself is malformed: two models rejected it (400/413/422), or the only model
+ * there is did. Sending it to more models would fail the same way, so the chain stops;
+ * retrying later will not help either.
  */
 export class LlmRequestRejected extends LlmError {
   readonly status: number
