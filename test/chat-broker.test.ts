@@ -238,6 +238,13 @@ describe('small rules', () => {
     assert.ok(a && a === b)
     assert.notEqual(cacheKeyFor({ ...ctx, grade: 8, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: true }), a)
     assert.equal(cacheKeyFor({ ...ctx, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: false }), null)
+    // Operators and signs are part of the question: 2+3 and 2-3 are different questions.
+    const sum = cacheKeyFor({ ...ctx, question: '2+3 хэд вэ?' }, { firstQuestion: true })
+    assert.equal(cacheKeyFor({ ...ctx, question: '2+3 хэд вэ' }, { firstQuestion: true }), sum)
+    for (const other of ['2-3 хэд вэ?', '2*3 хэд вэ?', '2/3 хэд вэ?', '-5 эерэг үү?', '5 эерэг үү?', 'Is 7 > 5?', 'Is 7 < 5?']) {
+      assert.notEqual(cacheKeyFor({ ...ctx, question: other }, { firstQuestion: true }), sum, other)
+    }
+    assert.notEqual(cacheKeyFor({ ...ctx, question: 'Is 7 > 5?' }, { firstQuestion: true }), cacheKeyFor({ ...ctx, question: 'Is 7 < 5?' }, { firstQuestion: true }))
     assert.equal(cacheKeyFor({ ...ctx, question: 'Фотосинтез гэж юу вэ?' }, { firstQuestion: true, hasImage: true }), null)
     for (const q of ['Миний даалгаврыг шалгаарай', 'Би юу хийх вэ', 'Манай багш хэлсэн', 'Утас 99112233', 'a@b.mn хаяг', 'Болд гэж хэн бэ']) {
       assert.ok(isPersonal(q, 'Болд Бат'), q)

@@ -222,10 +222,12 @@ describe('who sees which conversation', () => {
   })
 
   test('garbage ids are 404, never 500', async () => {
-    for (const url of ['/chat/abc', '/chat/0', '/chat/99999999', '/chat/1e3', "/chat/1'--", `/chat/${id}/messages/x/stream`, `/chat/${id}?before=x`]) {
+    for (const url of ['/chat/abc', '/chat/0', '/chat/99999999', '/chat/2147483648', '/chat/999999999999', `/chat/9999999999/messages/${id}/stream`, '/chat/1e3', "/chat/1'--", `/chat/${id}/messages/x/stream`, `/chat/${id}?before=x`]) {
       const res = await client.get(url)
       assert.equal(res.statusCode, 404, url)
     }
+    const res = await client.post('/chat/9999999999/messages', { question: 'Сайн уу' })
+    assert.equal(res.statusCode, 404)
   })
 })
 

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ChatMessage } from '../../services/chat/conversations.ts'
 import type { AnswerBroker, FinalAnswer } from '../../services/chat/broker.ts'
 import { citationPages, citationUrl, presentAnswer } from '../../services/chat/present.ts'
+import { CITATION } from '../../services/render/answer.ts'
 import type { Translate } from '../../services/i18n.ts'
 import type { Citation } from '../../db/schema.ts'
 
@@ -38,7 +39,7 @@ export function streamUrl(conversationId: number, answerId: number, after = 0): 
 
 /** The passages the answer actually cites ([n] markers); the model may have used only some. */
 function citedIn(content: string, citations: Citation[]): Citation[] {
-  const cited = new Set([...content.matchAll(/\[(\d{1,2})\]/g)].map((m) => Number(m[1])))
+  const cited = new Set([...content.matchAll(CITATION)].flatMap((m) => m[1]!.split(',').map((n) => Number(n.trim()))))
   return citations.filter((c) => cited.has(c.n))
 }
 

@@ -42,11 +42,29 @@ export function isPersonal(question: string, askerName?: string): boolean {
   return false
 }
 
+/**
+ * The question as the cache compares it: case, spacing and closing punctuation do not matter,
+ * every other character does. Retrieval's normalizeText drops operators and signs, which would
+ * make "2+3 хэд вэ?" and "2-3 хэд вэ?" the same question.
+ */
+export function cacheNormalize(question: string): string {
+  return question
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/ё/g, 'е')
+    .replace(/[«»"“”„]/g, '')
+    .replace(/,\s/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/[\s?!.,;:…？！。]+$/u, '')
+    .trim()
+}
+
 /** The cache key of a first question, or null when it must not be cached. */
 export function cacheKeyFor(context: CacheContext, options: { firstQuestion: boolean; askerName?: string; hasImage?: boolean }): string | null {
   if (!options.firstQuestion || options.hasImage) return null
   if (isPersonal(context.question, options.askerName)) return null
-  const normalized = normalizeText(context.question)
+  const normalized = cacheNormalize(context.question)
   if (!normalized) return null
   const parts = [normalized, context.grade, context.subject, context.textbookId ?? '', context.sectionPath ?? '']
   return createHash('sha256').update(JSON.stringify(parts)).digest('base64url')

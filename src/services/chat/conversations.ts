@@ -264,10 +264,15 @@ export async function findQuestionAndAnswer(db: Kysely<DB>, conversationId: numb
   return { question: toMessage(row), answer }
 }
 
-/** Numeric route ids: 1–9 digits, else NotFoundError (garbage never reaches SQL). */
-export function parseId(value: string | undefined): number {
+const MAX_INT = 2 ** 31 - 1
+
+/**
+ * Numeric route ids, else NotFoundError (garbage never reaches SQL): conversation ids are Postgres
+ * integers (≤ 2³¹−1), message ids bigints (12 digits are plenty).
+ */
+export function parseId(value: string | undefined, kind: 'conversation' | 'message' = 'conversation'): number {
   if (!value || !/^\d{1,12}$/.test(value)) throw new NotFoundError()
   const n = Number(value)
-  if (!Number.isSafeInteger(n) || n < 1) throw new NotFoundError()
+  if (!Number.isSafeInteger(n) || n < 1 || (kind === 'conversation' && n > MAX_INT)) throw new NotFoundError()
   return n
 }

@@ -68,7 +68,7 @@ function safeLinks(state: StateCore): void {
   }
 }
 
-const CITATION = /\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g
+export const CITATION = /\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g
 
 /** `[1]`, `[1, 2]` in text (not in code, math or links) become links when the caller knows those numbers. */
 function citations(state: StateCore): void {
