@@ -17,7 +17,8 @@ export const CACHE_MIN_SEEN = 2
 // Words that make a question about the asker (Mongolian first person, "my teacher", "our class").
 const PERSONAL_WORDS = new Set(
   `би миний минийх надад надаас намайг надтай над манай манайх бидний бид биднийг бидэнд бидэнтэй
-  өөрийн өөрийгөө өөртөө my mine me i we our us`.split(/\s+/).filter(Boolean),
+  өөрийн өөрийгөө өөртөө my mine me i we our us
+  bi minii miniih nadad nadaas namaig namayg nadtai nad manai manaih bidnii bid bidniig bidend oorin ooriin`.split(/\s+/).filter(Boolean),
 )
 // An e-mail, a phone number (6+ digits), or an address-like "байр 12 тоот".
 const CONTACT = /[^\s@]+@[^\s@]+\.[^\s@]+|\d[\d\s-]{5,}\d|\bтоот\b/iu
