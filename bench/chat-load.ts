@@ -9,10 +9,12 @@
 // then in a closed loop ask a question the htmx way (POST → fragment with the stream URL) and read
 // the answer's SSE stream to its `done` event. Each question is different, so none comes from the
 // cache. Reports turns/s, time to first token (POST sent → first token event), what the app adds
-// over the fake's own first token, errors, and the app's peak RSS. --write updates docs/benchmarks.md.
+// over the fake's own first token, errors, the app's peak RSS, and the CPU time the app and the proxy
+// spend per turn (by thread for the app: the event loop, the database thread, the answer renderer;
+// machine-independent where turns/s depend on what else runs). --write updates docs/benchmarks.md.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -83,6 +85,8 @@ interface LevelResult {
   /** App: when the POST answered and when the stream's headers came (ms since the POST), p50. */
   phases: { post: number; stream: number } | null
   peakRssMb: number | null
+  /** CPU time of the server process (app or proxy) per turn: total, and per thread for the app. */
+  cpu: { total: number; threads: string } | null
 }
 
 function percentile(values: number[], p: number): number {
@@ -117,6 +121,26 @@ async function waitForHealth(base: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 250))
   }
   throw new Error('the app did not become healthy')
+}
+
+/** CPU ms used so far by each thread of a process (utime + stime, 10 ms ticks), by "tid:name". */
+function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>()
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        out.set(`${tid}:${name}`, (Number(f[11]) + Number(f[12])) * 10)
+      } catch {
+        /* the thread ended */
+      }
+    }
+  } catch {
+    /* the process ended */
+  }
+  return out
 }
 
 function rssMb(pid: number): number | null {
@@ -251,8 +275,16 @@ async function proxyTurn(base: string, agent: Agent): Promise<TurnResult> {
 }
 
 /** `workers` closed loops for `seconds`; turns started before the deadline are finished and counted. */
-async function level(target: 'app' | 'proxy', workers: number, seconds: number, turn: (worker: number, n: number) => Promise<TurnResult>, pid: number | null): Promise<LevelResult> {
+async function level(
+  target: 'app' | 'proxy',
+  workers: number,
+  seconds: number,
+  turn: (worker: number, n: number) => Promise<TurnResult>,
+  pid: number | null,
+  cpuPid: number | null = pid,
+): Promise<LevelResult> {
   const results: TurnResult[] = []
+  const cpuBefore = cpuPid ? threadCpuMs(cpuPid) : null
   let peak: number | null = pid ? rssMb(pid) : null
   const sampler = pid ? setInterval(() => (peak = Math.max(peak ?? 0, rssMb(pid) ?? 0)), 250) : null
   const started = performance.now()
@@ -268,6 +300,16 @@ async function level(target: 'app' | 'proxy', workers: number, seconds: number, 
   const elapsed = (performance.now() - started) / 1000
   if (sampler) clearInterval(sampler)
   const ok = results.filter((r) => r.ok)
+  let cpu: LevelResult['cpu'] = null
+  if (cpuPid && cpuBefore && ok.length) {
+    const used = [...threadCpuMs(cpuPid)].map(([k, v]) => [k.split(':')[1]!, (v - (cpuBefore.get(k) ?? 0)) / ok.length] as const)
+    const sum = (f: (name: string) => boolean) => used.filter(([name]) => f(name)).reduce((a, [, v]) => a + v, 0)
+    const workersMs = used.filter(([name]) => name === 'WorkerThread').map(([, v]) => v).sort((a, b) => b - a)
+    cpu = {
+      total: sum(() => true),
+      threads: `main ${sum((n) => n === 'MainThread' || n === 'node').toFixed(0)}${workersMs.length ? `, worker threads ${workersMs.map((v) => v.toFixed(0)).join(' + ')}` : ''}, other ${sum((n) => n !== 'MainThread' && n !== 'node' && n !== 'WorkerThread').toFixed(0)}`,
+    }
+  }
   const errors = results.filter((r) => !r.ok)
   return {
     target,
@@ -279,6 +321,7 @@ async function level(target: 'app' | 'proxy', workers: number, seconds: number, 
     ttft: { p50: percentile(ok.map((r) => r.ttftMs), 50), p95: percentile(ok.map((r) => r.ttftMs), 95) },
     phases: target === 'app' ? { post: percentile(ok.map((r) => r.postMs ?? NaN), 50), stream: percentile(ok.map((r) => r.streamMs ?? NaN), 50) } : null,
     peakRssMb: peak,
+    cpu,
   }
 }
 
@@ -329,7 +372,8 @@ async function main(): Promise<void> {
     procs.push(fake)
     const fakeUrl = `http://127.0.0.1:${fakePort}/api/v1`
     const proxyPort = fakePort + 1
-    procs.push(await child(['bench/chat-load.ts', '--proxy', '--port', String(proxyPort), '--fake', fakeUrl], {}, /proxy listening/))
+    const proxyProc = await child(['bench/chat-load.ts', '--proxy', '--port', String(proxyPort), '--fake', fakeUrl], {}, /proxy listening/)
+    procs.push(proxyProc)
 
     process.stdout.write(`setting up ${maxStudents} students and the sample textbooks in ${dataDir} … `)
     const { schoolCode, usernames, password } = await setupApp(dataDir, maxStudents)
@@ -372,7 +416,7 @@ async function main(): Promise<void> {
 
     const results: LevelResult[] = []
     for (const students_ of levels) {
-      const proxy = await level('proxy', students_, seconds, () => proxyTurn(`http://127.0.0.1:${proxyPort}`, agent), null)
+      const proxy = await level('proxy', students_, seconds, () => proxyTurn(`http://127.0.0.1:${proxyPort}`, agent), null, proxyProc.pid ?? null)
       results.push(proxy)
       print(proxy, fakeTtft)
       const appResult = await level('app', students_, seconds, (w, n) => appTurn(appBase, agent, students[w]!, n), app.pid ?? null)
@@ -395,7 +439,8 @@ function print(r: LevelResult, fakeTtft: number): void {
   console.log(
     `${r.target.padEnd(5)} ${String(r.students).padStart(4)} students: ${(r.turns / r.seconds).toFixed(1)} turns/s, ` +
       `TTFT p50 ${r.ttft.p50.toFixed(0)} ms p95 ${r.ttft.p95.toFixed(0)} ms (added p50 ${(r.ttft.p50 - fakeTtft).toFixed(0)}, p95 ${(r.ttft.p95 - fakeTtft).toFixed(0)}), ` +
-      `${r.phases ? `POST done p50 ${r.phases.post.toFixed(0)} ms, stream headers p50 ${r.phases.stream.toFixed(0)} ms, ` : ''}errors ${r.errors}${r.errorSamples.length ? ` (${r.errorSamples.join('; ')})` : ''}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}`,
+      `${r.phases ? `POST done p50 ${r.phases.post.toFixed(0)} ms, stream headers p50 ${r.phases.stream.toFixed(0)} ms, ` : ''}errors ${r.errors}${r.errorSamples.length ? ` (${r.errorSamples.join('; ')})` : ''}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}` +
+      `${r.cpu ? `, CPU per turn ${r.cpu.total.toFixed(0)} ms (${r.cpu.threads})` : ''}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
   )
 }
 

@@ -8,23 +8,27 @@
  * vocabulary — the sample books' words first, then ~300k generated Mongolian-looking stems with
  * case endings — plus topic words of the book and of the section (so rare words cluster, as
  * terms do in real textbooks), plus a tail of one-off words. Chunks are embedded with the
- * built-in embedder and loaded with the store functions (createTextbook, insertChunks,
- * markReady: same content_norm, tsvector and search_words vocabulary as an import); the GIN,
- * HNSW and trigram indexes are dropped during the load and rebuilt from their own definitions
- * afterwards (bulk build; `--with-indexes` keeps them during the load, much slower), then ANALYZE.
+ * built-in embedder (in worker threads) and loaded per book with createTextbook, one INSERT of
+ * exactly what insertChunks stores (spot-checked), and markReady (same search_words vocabulary as
+ * an import; checked against the chunks after the load). The GIN, HNSW and trigram indexes are
+ * dropped during the load and rebuilt from their own definitions afterwards, then ANALYZE.
+ * `--store` loads with insertChunks itself; `--with-indexes` keeps the indexes during the load.
  *
  * Queries: the 105 labelled questions (direct, inflected, Latin-script, paraphrase, distractor)
  * plus questions cut from synthetic chunks (their words, re-inflected, typed in Latin letters, a
  * rare topic word), each with one of five filters (none, own grade preferred, subject, grade
  * only, subject + own grade). One untimed pass warms the caches, then every query is timed once;
- * each SQL statement is timed too (per leg). Recall@10 compares the HNSW scan with exact search
- * (sequential scan) for the very query embeddings retrieval used.
+ * each of its two SQL statements is timed too, and EXPLAIN ANALYZE of each search statement
+ * afterwards says where inside it the time went. Recall@10 compares the HNSW scan (which the
+ * vector leg uses when it runs alone) with exact search for the very query embeddings retrieval used.
  *
- *   npx node bench/retrieval-latency.ts                       # --sizes 10000,100000
+ *   npx node bench/retrieval-latency.ts                       # --sizes 63,10000,100000 (63: the sample books alone)
  *   npx node bench/retrieval-latency.ts --sizes 10000 --explain 3   # EXPLAIN ANALYZE the slowest
  *   npx node bench/retrieval-latency.ts --keep                # keep/reuse the built databases in .cache/
  *   npx node bench/retrieval-latency.ts --write               # also update docs/benchmarks.md
- * Other flags: --in-memory, --with-indexes, --queries N (synthetic questions, default 200), --seed N.
+ * Other flags: --in-memory, --store, --with-indexes, --queries N (synthetic questions, default 200),
+ * --recall-queries N (default 100), --seed N, --skip-recall, --hnsw-params m:ef_construction,… (recall of
+ * other HNSW builds, corpora of 1k–20k chunks; the index is rebuilt as its migration defines it afterwards).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os'
@@ -45,7 +49,7 @@ import { chunkEmbeddingText, createTextbook, insertChunks, markReady, type Chunk
 
 const { values } = parseArgs({
   options: {
-    sizes: { type: 'string', default: '10000,100000' },
+    sizes: { type: 'string', default: '63,10000,100000' },
     queries: { type: 'string', default: '200' },
     'recall-queries': { type: 'string', default: '100' },
     seed: { type: 'string', default: '7' },
@@ -56,6 +60,8 @@ const { values } = parseArgs({
     store: { type: 'boolean', default: false },
     worker: { type: 'boolean', default: false },
     write: { type: 'boolean', default: false },
+    'skip-recall': { type: 'boolean', default: false },
+    'hnsw-params': { type: 'string', default: '' },
   },
 })
 const SIZES = values.sizes!.split(',').map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n > 0)
@@ -63,6 +69,7 @@ const SYNTHETIC_QUERIES = Number(values.queries)
 const SEED = Number(values.seed)
 const EXPLAIN = Number(values.explain)
 const RECALL_QUERIES = Number(values['recall-queries'])
+const HNSW_PARAMS = values['hnsw-params']!.split(',').filter(Boolean).map((p) => p.split(':').map(Number) as [number, number])
 /** Bump when the generator changes: --keep reuses a database only if it was built by the same one. */
 const GENERATOR_VERSION = 1
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -275,6 +282,8 @@ function withFilter(query: string, kind: string, i: number, grade: number, subje
 function syntheticQueries(books: SyntheticBook[], count: number): Query[] {
   const out: Query[] = []
   const kinds = ['synthetic direct', 'synthetic inflected', 'synthetic latin', 'synthetic rare word']
+  // The sample books alone (the smallest size) have no generated chunks to cut questions from.
+  if (!books.length) return out
   for (let i = 0; out.length < count; i++) {
     const book = pick(books)
     const phrase = pick(book.phrases)
@@ -296,10 +305,30 @@ function syntheticQueries(books: SyntheticBook[], count: number): Query[] {
 
 const SECONDARY_INDEXES = ['chunks_tsv_idx', 'chunks_embedding_idx', 'chunks_embedding_1536_idx', 'search_words_trgm_idx']
 
-/** What insertChunks computes per chunk — content_norm and the embedding as a vector literal — done off the main thread. */
+/**
+ * What insertChunks computes per chunk, done off the main thread: content_norm, and the embedding
+ * in pgvector's binary form (int16 dimensions, int16 0, float4 big-endian each) with the values
+ * toVectorLiteral would send (7 significant digits, then float4). Postgres in wasm parses vector
+ * text at ~5 µs per number, ~7× slower than the binary form; the stored vectors are the same.
+ */
 interface Embedded {
   norms: string[]
-  literals: string[]
+  vectors: ArrayBuffer
+}
+
+function binaryVectors(vectors: number[][]): ArrayBuffer {
+  const dims = vectors[0]?.length ?? 0
+  const size = 4 + 4 * dims
+  const out = new DataView(new ArrayBuffer(size * vectors.length))
+  vectors.forEach((v, k) => {
+    out.setInt16(k * size, dims)
+    out.setInt16(k * size + 2, 0)
+    v.forEach((x, i) => {
+      if (!Number.isFinite(x)) throw new Error(`vector component ${i} is not a finite number`)
+      out.setFloat32(k * size + 4 + 4 * i, x === 0 ? 0 : Number(x.toPrecision(7)))
+    })
+  })
+  return out.buffer
 }
 
 const WORKERS = Math.max(1, Math.min(4, availableParallelism()))
@@ -335,17 +364,18 @@ class EmbedPool {
 }
 
 /**
- * insertChunks (src/services/textbooks/store.ts) in one statement per book, with content_norm and
- * the vector literal computed by the workers exactly as insertChunks computes them
- * (normalizeText(chunkEmbeddingText(c)), toVectorLiteral(embedding of chunkEmbeddingText(c))).
+ * insertChunks (src/services/textbooks/store.ts) in one statement per book, with the same values:
+ * content_norm = normalizeText(chunkEmbeddingText(c)), the embedding of chunkEmbeddingText(c).
  */
 async function insertChunksBulk(trx: Kysely<DB>, textbookId: number, chunks: ChunkInput[], e: Embedded, model: string) {
-  const col = <K extends keyof ChunkInput>(k: K) => chunks.map((c) => c[k])
+  const size = e.vectors.byteLength / chunks.length
+  const rows = chunks.map(
+    (c, k) => sql`(${textbookId}, ${c.ord}, ${c.sectionPath}, ${c.sectionTitle}, ${c.pageStart}, ${c.pageEnd}, ${c.pdfPageStart}, ${c.pdfPageEnd},
+      ${c.content}, ${e.norms[k]!}, ${Buffer.from(e.vectors, k * size, size)}::vector, ${model})`,
+  )
   await sql`
     INSERT INTO chunks (textbook_id, ord, section_path, section_title, page_start, page_end, pdf_page_start, pdf_page_end, content, content_norm, embedding, embedding_model)
-    SELECT ${textbookId}, u.*, ${model} FROM unnest(${col('ord')}::int[], ${col('sectionPath')}::text[], ${col('sectionTitle')}::text[],
-      ${col('pageStart')}::int[], ${col('pageEnd')}::int[], ${col('pdfPageStart')}::int[], ${col('pdfPageEnd')}::int[],
-      ${col('content')}::text[], ${e.norms}::text[], ${e.literals}::vector[]) AS u`.execute(trx)
+    VALUES ${sql.join(rows)}`.execute(trx)
 }
 
 interface Built {
@@ -356,6 +386,7 @@ interface Built {
 }
 
 async function build(size: number, embedder: Embedder): Promise<Built> {
+  const tStart = performance.now()
   rand = mulberry32(SEED * 1000 + size)
   const keepDir = join(ROOT, '.cache', `retrieval-latency-${size}-g${GENERATOR_VERSION}-s${SEED}${values['with-indexes'] ? '-incremental' : ''}`)
   const reuse = values.keep && existsSync(join(keepDir, 'built.json'))
@@ -377,6 +408,8 @@ async function build(size: number, embedder: Embedder): Promise<Built> {
 
   const database = await openDatabase({ databaseUrl: null, dataDir: dir ?? '', inMemory: dir === null })
   if (reuse) {
+    // Migrations added since it was built (they are applied on start in the app too).
+    await migrate(database.db)
     const stats = JSON.parse(readFileSync(join(dir!, 'built.json'), 'utf8')) as Built['stats']
     return { database, books, stats: { ...stats, reused: 'yes' }, dir }
   }
@@ -421,6 +454,17 @@ async function build(size: number, embedder: Embedder): Promise<Built> {
   }
   await pool?.close()
   const loadMs = performance.now() - tLoad
+  // The bulk path must store what insertChunks stores: spot-check content_norm and embeddings.
+  for (const book of books.slice(0, 3)) {
+    for (const c of book.chunks.slice(0, 5)) {
+      const text = chunkEmbeddingText(c)
+      const literal = toVectorLiteral((await embedder.embed([text]))[0]!)
+      const { rows } = await sql<{ same: boolean }>`
+        SELECT content_norm = ${normalizeText(text)} AND embedding = ${literal}::vector AS same
+        FROM chunks JOIN textbooks t ON t.id = textbook_id WHERE t.title = ${book.title} AND ord = ${c.ord}`.execute(db)
+      if (!rows[0]?.same) throw new Error(`chunk ${c.ord} of ${book.title} is not stored as insertChunks stores it`)
+    }
+  }
   const tIndex = performance.now()
   if (!values['with-indexes']) {
     // Bulk-build the indexes as their migration defined them; HNSW builds in memory when it fits.
@@ -478,23 +522,21 @@ async function build(size: number, embedder: Embedder): Promise<Built> {
     'index build s': +(indexMs / 1000).toFixed(1),
     'ANALYZE s': +(analyzeMs / 1000).toFixed(1),
   }
+  Object.assign(stats, { 'total s': +((performance.now() - tStart) / 1000).toFixed(0) })
   if (dir && values.keep) writeFileSync(join(dir, 'built.json'), JSON.stringify(stats))
   return { database, books, stats, dir }
 }
 
 // --- measuring --------------------------------------------------------------------------------
 
-type Phase = 'filters' | 'vocabulary: forms' | 'vocabulary: similar' | 'embed' | 'keyword leg' | 'trigram leg' | 'vector leg' | 'details' | 'transaction'
-const PHASES: Phase[] = ['filters', 'vocabulary: forms', 'vocabulary: similar', 'embed', 'keyword leg', 'trigram leg', 'vector leg', 'details', 'transaction']
+/** retrievePassages sends two statements: the lookup (filters and the query words' forms), then the search. */
+type Phase = 'lookup (filters, word forms)' | 'embed' | 'search (similar words, legs, fusion, details)' | 'other'
+const PHASES: Phase[] = ['lookup (filters, word forms)', 'embed', 'search (similar words, legs, fusion, details)', 'other']
 
 function phaseOf(text: string): Phase {
-  if (text.includes('chunk_count') && text.includes("status = 'ready'")) return 'filters'
-  if (text.includes('p(prefix, n)')) return 'vocabulary: forms'
-  if (text.includes('similarity(word') || text.includes('pg_trgm.similarity_threshold')) return 'vocabulary: similar'
-  if (text.includes('WITH stage1')) return text.includes('ts_rank_cd') ? 'keyword leg' : 'trigram leg'
-  if (text.includes('<=>')) return 'vector leg'
-  if (text.includes('AS previous')) return 'details'
-  return 'transaction' // begin, set_config, commit
+  if (text.includes('AS books')) return 'lookup (filters, word forms)'
+  if (text.includes('settings AS MATERIALIZED')) return 'search (similar words, legs, fusion, details)'
+  return 'other'
 }
 
 interface Statement {
@@ -567,7 +609,10 @@ async function measure(size: number) {
     const phases: Partial<Record<Phase, number>> = {}
     for (const s of statements) phases[s.phase] = (phases[s.phase] ?? 0) + s.ms
     if (lastVector) phases.embed = embedMs
-    return { query: q, ms: total, cpuMs: (used.user + used.system) / 1000, phases, statements, vector: lastVector }
+    const mine = statements
+    // What runs after this call (recall, EXPLAIN) is logged elsewhere.
+    statements = []
+    return { query: q, ms: total, cpuMs: (used.user + used.system) / 1000, phases, statements: mine, vector: lastVector }
   }
 
   // Warm-up: one untimed pass over every query.
@@ -580,7 +625,8 @@ async function measure(size: number) {
   const loadAfter = loadavg()
 
   // Recall@10: the HNSW scan against exact search, same query embedding, same scope.
-  const recall = await measureRecall(db, samples)
+  const recall = values['skip-recall'] ? { rows: [], builds: [], distances: '–' } : await measureRecall(db, samples)
+  const parts = await breakdown(db, samples)
 
   let explained = ''
   if (EXPLAIN > 0) explained = await explain(db, samples)
@@ -588,7 +634,7 @@ async function measure(size: number) {
   // Not db.destroy(): it would end the shared pool that database.close() ends.
   await built.database.close()
   if (built.dir && !values.keep) rmSync(built.dir, { recursive: true, force: true })
-  return { size, built, buildS, warmS, queries, samples, load, loadAfter, recall, explained }
+  return { size, built, buildS, warmS, queries, samples, load, loadAfter, recall, parts, explained }
 }
 
 /** The textbooks the vector leg searches for a query: every allowed book, and the own-grade ones separately when a grade is preferred. */
@@ -649,11 +695,13 @@ async function nearest(db: Kysely<DB>, literal: string, ids: number[] | null, mo
 /**
  * Recall@10 of the HNSW index against exact search, for the query embeddings retrieval computed
  * (RECALL_QUERIES of the timed queries, evenly spread): over all chunks, and within every filtered
- * scope the vector leg searched (the allowed books; the own-grade books). "forced" measures the
- * index itself; "as retrieval plans it" is what the vector leg gets (30 candidates, iterative
- * scan; for a small filtered scope the planner may pick an exact scan by textbook_id).
+ * scope the vector leg alone searches (the allowed books; the own-grade books). "forced" measures
+ * the index itself; "as retrieval plans it" is what the vector leg alone (`legs: ['vector']`)
+ * gets (30 candidates, iterative scan; for a small filtered scope the planner may pick an exact
+ * scan by textbook_id). Beside the text legs the vector leg uses no index: it ranks their
+ * candidates by exact distance.
  */
-async function measureRecall(db: Kysely<DB>, samples: Sample[]): Promise<RecallRow[]> {
+async function measureRecall(db: Kysely<DB>, samples: Sample[]): Promise<{ rows: RecallRow[]; builds: RecallRow[]; distances: string }> {
   const readyBooks = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM textbooks WHERE status = 'ready'`.execute(db)).rows[0]!.n
   const withVector = samples.filter((s) => s.vector)
   const step = Math.max(1, withVector.length / RECALL_QUERIES)
@@ -676,8 +724,8 @@ async function measureRecall(db: Kysely<DB>, samples: Sample[]): Promise<RecallR
     ['HNSW forced, no filter', false, 'hnsw', 400, false, 10],
     ['HNSW forced, filtered scopes, iterative scan', true, 'hnsw', HNSW_EF_SEARCH, true, 10],
     ['HNSW forced, filtered scopes, iterative scan', true, 'hnsw', 200, true, 10],
-    ['**vector leg as retrieval plans it, no filter**', false, 'planner', HNSW_EF_SEARCH, true, 30],
-    ['**vector leg as retrieval plans it, filtered scopes**', true, 'planner', HNSW_EF_SEARCH, true, 30],
+    ['vector leg alone as retrieval plans it, no filter', false, 'planner', HNSW_EF_SEARCH, true, 30],
+    ['vector leg alone as retrieval plans it, filtered scopes', true, 'planner', HNSW_EF_SEARCH, true, 30],
   ]
   for (const [name, filtered, mode, ef, iterative, limit] of cases) {
     let found = 0
@@ -698,26 +746,114 @@ async function measureRecall(db: Kysely<DB>, samples: Sample[]): Promise<RecallR
     }
     rows.push({ name, efSearch: ef, recall: found / wanted, nearRecall: near / wanted, queries: chosen.length, ms50: percentile(times, 50), ms95: percentile(times, 95), hnsw })
   }
+  // The index on its own data: stored chunk embeddings as queries (each finds itself first).
+  {
+    const ids = (await sql<{ id: number }>`SELECT id FROM chunks ORDER BY hashint4(id) LIMIT ${Math.ceil(RECALL_QUERIES / 2)}`.execute(db)).rows
+    let found = 0
+    let near = 0
+    const times: number[] = []
+    for (const { id } of ids) {
+      const literal = (await sql<{ v: string }>`SELECT embedding::text AS v FROM chunks WHERE id = ${id}`.execute(db)).rows[0]!.v
+      const exact = (await nearest(db, literal, null, 'exact', 40, false)).rows
+      const got = await nearest(db, literal, null, 'hnsw', HNSW_EF_SEARCH, false)
+      const exactIds = new Set(exact.map((r) => r.id))
+      found += got.rows.filter((r) => exactIds.has(r.id)).length
+      near += got.rows.filter((r) => exactIds.has(r.id) || r.s <= exact.at(-1)!.s * 1.01).length
+      times.push(got.ms)
+    }
+    rows.push({ name: 'HNSW forced, no filter, stored chunk embeddings as queries', efSearch: HNSW_EF_SEARCH, recall: found / (ids.length * 10), nearRecall: near / (ids.length * 10), queries: ids.length, ms50: percentile(times, 50), ms95: percentile(times, 95), hnsw: ids.length })
+  }
   rows.push({ name: 'exact (sequential scan), no filter', efSearch: 0, recall: 1, nearRecall: 1, queries: exactTimes.length, ms50: percentile(exactTimes, 50), ms95: percentile(exactTimes, 95), hnsw: 0 })
-  return rows
+  const unfiltered = searches.filter((s) => s.ids === null && s.exact.length === 10)
+  const median = (k: number) => percentile(unfiltered.map((s) => s.exact[k]!.s), 50).toFixed(3)
+  // Other build parameters (--hnsw-params m:ef_construction,…): the index rebuilt with them, the
+  // same unfiltered searches; then rebuilt as its migration defines it.
+  const builds: RecallRow[] = []
+  // Rebuilding at 100k chunks takes most of an hour in PGlite: only smaller corpora.
+  const chunkCount = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM chunks`.execute(db)).rows[0]!.n
+  if (HNSW_PARAMS.length && chunkCount >= 1_000 && chunkCount <= 20_000) {
+    const definition = (await sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_idx'`.execute(db)).rows[0]!.indexdef
+    const rebuild = (ddl: string) =>
+      db.connection().execute(async (conn) => {
+        await sql`SET maintenance_work_mem = '1GB'`.execute(conn)
+        await sql`DROP INDEX chunks_embedding_idx`.execute(conn)
+        await sql.raw(ddl).execute(conn)
+        await sql`RESET maintenance_work_mem`.execute(conn)
+      })
+    for (const [m, efc] of HNSW_PARAMS) {
+      const t = performance.now()
+      await rebuild(`CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efc})`)
+      const built = ((performance.now() - t) / 1000).toFixed(0)
+      for (const ef of [80, 200, 400]) {
+        let found = 0
+        const times: number[] = []
+        for (const s of unfiltered) {
+          const got = await nearest(db, s.literal, null, 'hnsw', ef, false)
+          found += got.rows.filter((r) => s.exact.some((e) => e.id === r.id)).length
+          times.push(got.ms)
+        }
+        builds.push({ name: `HNSW forced, no filter, index built with m = ${m}, ef_construction = ${efc} (build ${built} s)`, efSearch: ef, recall: found / (unfiltered.length * 10), nearRecall: NaN, queries: unfiltered.length, ms50: percentile(times, 50), ms95: percentile(times, 95), hnsw: unfiltered.length })
+      }
+    }
+    await rebuild(definition)
+  }
+  return { rows, builds, distances: `${median(0)} / ${median(4)} / ${median(9)}` }
 }
 
-/** EXPLAIN ANALYZE of every statement of the slowest queries, with retrieval's session settings. */
+/** The search statement's parts, by the CTE names retrieve.ts gives them. */
+const PARTS = ['similar words', 'keyword leg', 'trigram leg', 'vector leg', 'fusion and details'] as const
+type Part = (typeof PARTS)[number]
+
+interface PlanNode {
+  'Node Type': string
+  'Subplan Name'?: string
+  'Actual Total Time'?: number
+  'Actual Loops'?: number
+  Plans?: PlanNode[]
+}
+
+/**
+ * Where the search statement spends its time, from EXPLAIN (ANALYZE, FORMAT JSON): the inclusive
+ * time of each leg's top CTE (a CTE is computed when first read, so `trigram` includes its
+ * evidence and `lookalikes`, which is reported apart and subtracted). Instrumented, so slower
+ * than the timed pass; the shares are what matter.
+ */
+async function breakdown(db: Kysely<DB>, samples: Sample[]): Promise<Partial<Record<Part, number>>[]> {
+  const out: Partial<Record<Part, number>>[] = []
+  for (const s of samples) {
+    const st = s.statements.find((x) => x.phase === 'search (similar words, legs, fusion, details)')
+    if (!st) continue
+    const { rows } = await db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode; 'Execution Time': number }] }>({ sql: `EXPLAIN (ANALYZE, FORMAT JSON) ${st.sql}`, parameters: st.parameters, query: { kind: 'RawNode' } as never, queryId: { queryId: 'explain' } })
+    const [{ Plan: plan, 'Execution Time': total }] = rows[0]!['QUERY PLAN']
+    const cte = new Map<string, number>()
+    const walk = (node: PlanNode) => {
+      const name = node['Subplan Name']?.replace(/^CTE /, '')
+      if (name && !cte.has(name)) cte.set(name, (node['Actual Total Time'] ?? 0) * (node['Actual Loops'] ?? 1))
+      for (const child of node.Plans ?? []) walk(child)
+    }
+    walk(plan)
+    const similar = cte.get('lookalikes') ?? 0
+    const parts: Partial<Record<Part, number>> = { 'similar words': similar }
+    if (cte.has('keyword')) parts['keyword leg'] = cte.get('keyword')!
+    if (cte.has('trigram')) parts['trigram leg'] = Math.max(0, cte.get('trigram')! - similar)
+    if (cte.has('vector')) parts['vector leg'] = cte.get('vector')!
+    parts['fusion and details'] = Math.max(0, total - PARTS.slice(0, 4).reduce((n, p) => n + (parts[p] ?? 0), 0))
+    out.push(parts)
+  }
+  return out
+}
+
+/** EXPLAIN ANALYZE of both statements of the slowest queries. */
 async function explain(db: Kysely<DB>, samples: Sample[]): Promise<string> {
   const out: string[] = []
   const slowest = [...samples].sort((a, b) => b.ms - a.ms).slice(0, EXPLAIN)
   for (const s of slowest) {
     out.push(`\n### ${s.ms.toFixed(1)} ms: "${s.query.query}" [${s.query.kind}; ${s.query.filter}]`)
     for (const st of s.statements) {
-      if (st.phase === 'transaction') continue
+      if (st.phase === 'other') continue
       out.push(`\n-- ${st.phase}: ${st.ms.toFixed(1)} ms`)
-      const plan = await db.transaction().execute(async (trx) => {
-        await sql`SELECT set_config('hnsw.ef_search', ${String(HNSW_EF_SEARCH)}, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx)
-        const { rows } = await trx.executeQuery<{ 'QUERY PLAN': string }>({ sql: `EXPLAIN (ANALYZE, BUFFERS) ${st.sql}`, parameters: st.parameters, query: { kind: 'RawNode' } as never, queryId: { queryId: 'explain' } })
-        // Vector literals are 768 numbers long: shortened.
-        return rows.map((r) => r['QUERY PLAN'].replace(/'\[[-0-9.,e]+\]'::vector/g, "'[…]'::vector")).join('\n')
-      })
-      out.push(plan)
+      const { rows } = await db.executeQuery<{ 'QUERY PLAN': string }>({ sql: `EXPLAIN (ANALYZE, BUFFERS) ${st.sql}`, parameters: st.parameters, query: { kind: 'RawNode' } as never, queryId: { queryId: 'explain' } })
+      out.push(rows.map((r) => r['QUERY PLAN']).join('\n'))
     }
   }
   return out.join('\n')
@@ -729,15 +865,15 @@ if (!isMainThread) {
   // An EmbedPool worker: content_norm and vector literals for a book's chunk texts.
   const embedder = createLocalEmbedder()
   parentPort!.on('message', async (m: { id: number; texts: string[] }) => {
-    const vectors = await embedder.embed(m.texts)
-    parentPort!.postMessage({ id: m.id, norms: m.texts.map(normalizeText), literals: vectors.map(toVectorLiteral) })
+    const vectors = binaryVectors(await embedder.embed(m.texts))
+    parentPort!.postMessage({ id: m.id, norms: m.texts.map(normalizeText), vectors }, [vectors])
   })
 } else {
   await main()
 }
 
 async function main() {
-  const results = []
+  const results: Awaited<ReturnType<typeof measure>>[] = []
   for (const size of SIZES) {
     process.stderr.write(`building ${size} chunks…\n`)
     results.push(await measure(size))
@@ -745,30 +881,36 @@ async function main() {
 
   const lines: string[] = []
   const first = results[0]!
+  const sizes = results.map((r) => r.size.toLocaleString('en')).join(', ')
   lines.push(
     '## Retrieval latency and HNSW recall',
     '',
-    'A synthetic Mongolian corpus in embedded PGlite (a temporary DATA_DIR, PGlite\'s default settings: 128 MB shared',
-    'buffers), built-in embedder (768 dimensions). Chunks: the 7 sample books plus generated books over all 21 subjects',
-    'and grades 1–12; a generated chunk has 120–260 words — 30% verbatim sample sentences, the rest generated',
-    'sentences whose words come from a Zipf-ranked vocabulary (the sample words first, then ~300k generated',
-    'Mongolian-looking stems with case endings), the book\'s and the section\'s topic words, and one-off words. Loaded',
-    'with the store functions (createTextbook, insertChunks, markReady, so content_norm, tsvector and search_words are an',
-    'import\'s), the GIN/HNSW/trigram indexes built after the load from their migration definitions, then ANALYZE.',
-    `Queries: ${first.queries.length} per size — the ${labelled.length} labelled questions and ${SYNTHETIC_QUERIES} cut from generated chunks (same words, re-inflected, typed`,
-    'in Latin letters, one rare topic word), each with one of five filters (none, own grade preferred, subject, grade',
-    'only, subject + own grade). One untimed warm-up pass, then each query timed once, end to end (`retrievePassages`,',
-    'limit 5, all three legs). Per-leg times are the SQL statements\' own durations inside those same calls.',
+    'A synthetic Mongolian corpus in embedded PGlite on disk (a DATA_DIR under .cache/ or the temp dir; PGlite\'s default',
+    'settings: 128 MB shared buffers), built-in embedder (768 dimensions). Chunks: the 7 sample books (63 chunks: the',
+    'smallest size is just them) plus generated books over all 21 subjects and grades 1–12; a generated chunk has',
+    '120–260 words — 30% verbatim sample sentences, the rest generated sentences whose words come from a Zipf-ranked',
+    'vocabulary (the sample words first, then ~300k generated Mongolian-looking stems with case endings), the book\'s and',
+    'the section\'s topic words, and one-off words — a large vocabulary (1.3M distinct words at 100k chunks), on the hard',
+    'side for the vocabulary lookups. Loaded per book with createTextbook, one INSERT of exactly what insertChunks stores',
+    '(content_norm and embeddings computed in worker threads, spot-checked against insertChunks\' values) and markReady',
+    '(which keeps search_words; checked against the chunks afterwards); the GIN, HNSW and trigram indexes are dropped for',
+    'the load and rebuilt from their own definitions, then ANALYZE (`--store` loads with insertChunks itself,',
+    '`--with-indexes` keeps the indexes: both slower). `--keep` keeps the built databases in .cache/ for reruns.',
+    `Queries per size: the ${labelled.length} labelled questions and ${SYNTHETIC_QUERIES} cut from generated chunks (same words, re-inflected, typed in Latin`,
+    'letters, one rare topic word), each with one of five filters (none, own grade preferred, subject, grade only,',
+    'subject + own grade). One untimed warm-up pass, then each query timed once, end to end (`retrievePassages`, limit 5,',
+    `all three legs; ${[...new Set(results.flatMap((r) => r.samples.map((x) => x.statements.length)))].sort().join(' or ')} statements per call).`,
     '',
     '```',
-    `npx node bench/retrieval-latency.ts --sizes ${SIZES.join(',')} [--explain N] [--keep] [--write]`,
+    `npx node bench/retrieval-latency.ts --sizes ${SIZES.join(',')} --keep [--hnsw-params 32:200] [--explain N] [--write]`,
     '```',
     '',
   )
-  lines.push('| corpus | chunks | distinct words | DB size | load (embed / insert + markReady / indexes) | load average (1 min, before → after) |', '|---|---|---|---|---|---|')
+  lines.push('| corpus | chunks | books | distinct words | database | built in (insert / markReady / index builds) | load average during the timed pass |', '|---|---|---|---|---|---|---|')
   for (const r of results) {
     const s = r.built.stats
-    lines.push(`| ${r.size.toLocaleString('en')} | ${s.chunks} | ${s['distinct words (search_words)']} | ${s['database size MB']} MB | ${r.buildS.toFixed(0)} s (${s['embed s']} / ${s['insert + markReady s']} / ${s['index build s']} s)${s.reused ? ', reused' : ''} | ${r.load[0]!.toFixed(1)} → ${r.loadAfter[0]!.toFixed(1)} on ${cpus().length} cores |`)
+    const built = s.reused ? (s['total s'] ? `reused (first built in ${s['total s']} s)` : 'reused') : `${s['total s']} s (${s['insert s']} / ${s['markReady s']} / ${s['index build s']} s)`
+    lines.push(`| ${r.size.toLocaleString('en')} | ${s.chunks} | ${s.books} | ${s['distinct words (search_words)']} | ${s['database size MB']} MB | ${built} | ${r.load[0]!.toFixed(1)} → ${r.loadAfter[0]!.toFixed(1)} (1 min) on ${cpus().length} cores |`)
   }
   lines.push('', 'Whole `retrievePassages` call, ms:', '', '| corpus | queries | p50 | p95 | p99 | max | mean |', '|---|---|---|---|---|---|---|')
   for (const r of results) {
@@ -780,11 +922,20 @@ async function main() {
     const t = r.samples.map((s) => s.cpuMs)
     lines.push(`| ${r.size.toLocaleString('en')} | ${ms(percentile(t, 50))} | ${ms(percentile(t, 95))} | ${ms(percentile(t, 99))} |`)
   }
-  lines.push('', 'By step (statement time inside the same calls; p50 / p95 ms over the calls where the step ran):', '')
+  lines.push('', 'By statement (its own duration inside the same calls; p50 / p95 ms):', '')
   lines.push(`| step | ${results.map((r) => r.size.toLocaleString('en')).join(' | ')} |`, `|---|${results.map(() => '---').join('|')}|`)
   for (const phase of PHASES) {
+    if (phase === 'other' && !results.some((r) => r.samples.some((s) => s.phases.other !== undefined))) continue
     lines.push(`| ${phase} | ${results.map((r) => {
       const t = r.samples.map((s) => s.phases[phase]).filter((x): x is number => x !== undefined)
+      return `${ms(percentile(t, 50))} / ${ms(percentile(t, 95))}`
+    }).join(' | ')} |`)
+  }
+  lines.push('', 'Inside the search statement, from EXPLAIN ANALYZE of each query\'s statement afterwards (instrumented, so slower; p50 / p95 ms):', '')
+  lines.push(`| part | ${results.map((r) => r.size.toLocaleString('en')).join(' | ')} |`, `|---|${results.map(() => '---').join('|')}|`)
+  for (const part of PARTS) {
+    lines.push(`| ${part} | ${results.map((r) => {
+      const t = r.parts.map((p) => p[part]).filter((x): x is number => x !== undefined)
       return `${ms(percentile(t, 50))} / ${ms(percentile(t, 95))}`
     }).join(' | ')} |`)
   }
@@ -793,15 +944,32 @@ async function main() {
   lines.push(`| query | ${results.map((r) => r.size.toLocaleString('en')).join(' | ')} |`, `|---|${results.map(() => '---').join('|')}|`)
   for (const k of kinds) lines.push(`| ${k} | ${results.map((r) => { const t = r.samples.filter((s) => s.query.kind === k).map((s) => s.ms); return `${ms(percentile(t, 50))} / ${ms(percentile(t, 95))}` }).join(' | ')} |`)
   for (const f of FILTERS) lines.push(`| filter: ${f} | ${results.map((r) => { const t = r.samples.filter((s) => s.query.filter === f).map((s) => s.ms); return `${ms(percentile(t, 50))} / ${ms(percentile(t, 95))}` }).join(' | ')} |`)
-  lines.push('', `HNSW recall@10 against exact search (sequential scan), the same query embeddings retrieval used; retrieval runs with ef_search ${HNSW_EF_SEARCH} and iterative scan (relaxed order, re-sorted):`, '')
-  lines.push(`| scan | ef_search | ${results.map((r) => `${r.size.toLocaleString('en')}: recall@10 · with near-ties · searches (of them via HNSW) · p50 / p95 ms`).join(' | ')} |`, `|---|---|${results.map(() => '---').join('|')}|`)
-  for (const [i, row] of first.recall.entries()) {
-    lines.push(`| ${row.name} | ${row.efSearch || '–'} | ${results.map((r) => { const x = r.recall[i]!; return `**${x.recall.toFixed(3)}** · ${x.nearRecall.toFixed(3)} · ${x.queries} (${x.hnsw}) · ${ms(x.ms50)} / ${ms(x.ms95)}` }).join(' | ')} |`)
+  const withRecall = results.filter((r) => r.recall.rows.length)
+  if (withRecall.length) {
+    lines.push(
+      '',
+      'Beside the text legs the vector leg uses no index: it ranks the chunks the text legs found (at most 60) by exact',
+      'cosine distance, so it loses nothing to approximation (docs/decisions/010, "The vector leg ranks what the text',
+      `legs found"). The HNSW index serves the vector leg alone (\`legs: ['vector']\`). Its recall@10 against exact search`,
+      `(sequential scan), for the same query embeddings; the vector leg alone runs with ef_search ${HNSW_EF_SEARCH} and iterative scan`,
+      '(relaxed order, re-sorted):',
+      '',
+    )
+    lines.push(`| scan | ef_search | ${withRecall.map((r) => `${r.size.toLocaleString('en')}: recall@10 · with near-ties · searches (of them via HNSW) · p50 / p95 ms`).join(' | ')} |`, `|---|---|${withRecall.map(() => '---').join('|')}|`)
+    for (const [i, row] of withRecall[0]!.recall.rows.entries()) {
+      lines.push(`| ${row.name} | ${row.efSearch || '–'} | ${withRecall.map((r) => { const x = r.recall.rows[i]!; return `**${x.recall.toFixed(3)}** · ${x.nearRecall.toFixed(3)} · ${x.queries} (${x.hnsw}) · ${ms(x.ms50)} / ${ms(x.ms95)}` }).join(' | ')} |`)
+    }
+    lines.push('', `Median cosine distance of the exact 1st / 5th / 10th neighbour (no filter): ${withRecall.map((r) => `${r.recall.distances} at ${r.size.toLocaleString('en')}`).join(', ')}.`)
+    for (const r of withRecall.filter((x) => x.recall.builds.length)) {
+      lines.push('', `Other HNSW build parameters at ${r.size.toLocaleString('en')} chunks (the migration's index is m = 16, ef_construction = 64; no filter):`, '', '| index | ef_search | recall@10 | p50 / p95 ms |', '|---|---|---|---|')
+      for (const b of r.recall.builds) lines.push(`| ${b.name} | ${b.efSearch} | **${b.recall.toFixed(3)}** | ${ms(b.ms50)} / ${ms(b.ms95)} |`)
+    }
   }
   const last = results.at(-1)!
+  const p95 = (r: Awaited<ReturnType<typeof measure>>) => percentile(r.samples.map((x) => x.ms), 95)
   lines.push(
     '',
-    `Targets: p95 ≤ 50 ms at 100k chunks, recall@10 ≥ 0.95. Warm-up pass: ${results.map((r) => `${r.warmS.toFixed(0)} s at ${r.size.toLocaleString('en')}`).join(', ')}. Measured ${new Date().toISOString().slice(0, 10)}, load average ${last.load.map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min) before the last timed pass.`,
+    `Targets: p95 ≤ 50 ms at 100k chunks (measured: ${results.map((r) => `${ms(p95(r))} ms at ${r.size.toLocaleString('en')}`).join(', ')}), HNSW recall@10 ≥ 0.95. Warm-up pass: ${results.map((r) => `${r.warmS.toFixed(0)} s at ${r.size.toLocaleString('en')}`).join(', ')}. Measured ${new Date().toISOString().slice(0, 10)} (sizes ${sizes}), load average ${last.load.map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min) before the last timed pass.`,
   )
   const table = lines.join('\n')
   console.log(table)
@@ -812,9 +980,13 @@ async function main() {
     const file = join(ROOT, 'docs/benchmarks.md')
     const start = '<!-- retrieval-latency:start -->'
     const end = '<!-- retrieval-latency:end -->'
-    const block = `${start}\n${table}\n${end}`
+    // Hand-written notes after this marker, inside the section, are kept.
+    const notes = '<!-- retrieval-latency:notes -->'
     let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n'
-    doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), () => block) : `${doc.trimEnd()}\n\n${block}\n`
+    const old = new RegExp(`${start}[\\s\\S]*?${end}`).exec(doc)?.[0] ?? ''
+    const kept = old.includes(notes) ? `\n${old.slice(old.indexOf(notes), old.length - end.length).trimEnd()}` : ''
+    const block = `${start}\n${table}\n${kept}\n${end}`
+    doc = old ? doc.replace(old, () => block) : `${doc.trimEnd()}\n\n${block}\n`
     writeFileSync(file, doc)
     console.log('\nupdated docs/benchmarks.md')
   }

@@ -87,7 +87,7 @@ export async function buildApp({ config, database, logger }: AppDeps): Promise<F
   await app.register(metrics, { pool: database.pool })
   // Language and `reply.page` come before the session lookup, so even a database failure there gets a localized page.
   await app.register(render, { i18n: createI18n(), staticDir: STATIC_DIR })
-  await app.register(auth, { db: database.db, secureCookies })
+  await app.register(auth, { db: database.db, secureCookies, sessionCacheMs: config.sessionCacheMs })
   await app.register(errors)
   await app.register(routes, { config, database, secureCookies })
   return app

@@ -13,10 +13,17 @@ export interface Config {
   production: boolean
   /** Requests per minute per IP across the whole app. */
   rateLimitPerMinute: number
+  /**
+   * How long a validated session is trusted from memory (SESSION_CACHE_SECONDS, default 10, 0–60;
+   * 0 under NODE_ENV=test, where tests change rows directly). Other instances see a logout within it.
+   */
+  sessionCacheMs: number
   /** Seeds the demo school on an empty embedded database. */
   seedDemo: boolean
   /** Largest textbook PDF the admin upload form takes (PDF_MAX_MB, default and most 200). */
   pdfMaxBytes: number
+  /** PDFs one admin may upload through the form per hour (PDF_UPLOADS_PER_HOUR, default 2). */
+  pdfUploadsPerHour: number
   version: string
   embeddings: EmbeddingsConfig
   chat: ChatConfig
@@ -202,8 +209,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     sessionSecret,
     production,
     rateLimitPerMinute: intFrom(env, 'RATE_LIMIT_PER_MINUTE', 100, 1, 1_000_000),
+    sessionCacheMs: intFrom(env, 'SESSION_CACHE_SECONDS', env.NODE_ENV === 'test' ? 0 : 10, 0, 60) * 1000,
     seedDemo: !databaseUrl && env.BAGSH_DEMO !== '0',
     pdfMaxBytes: intFrom(env, 'PDF_MAX_MB', 200, 1, 200) * 1024 * 1024,
+    pdfUploadsPerHour: intFrom(env, 'PDF_UPLOADS_PER_HOUR', 2, 1, 1000),
     version: packageVersion(),
     embeddings: embeddingsFrom(env),
     chat: { perMinute: intFrom(env, 'CHAT_PER_MINUTE', 30, 1, 10_000), perDay: intFrom(env, 'CHAT_PER_DAY', 50, 1, 100_000) },

@@ -57,6 +57,15 @@ async function answerRow(conversationId: number) {
     .executeTakeFirstOrThrow()
 }
 
+test('citations written as [1, 2] list both sources under the answer', async () => {
+  fake.setScript('*', { tokens: ['Фотосинтез ', 'навчинд ', 'явагдана ', '[1, 2].'] })
+  const c = await clientFor(0)
+  const res = await c.post('/chat', { subject: 'biology', grade: '7', question: 'Фотосинтез хаана явагддаг вэ?' })
+  const page = await waitForAnswers(c, `/chat/${conversationIdOf(res.headers.location)}`)
+  const sources = page.body.slice(page.body.indexOf(mn.chat.sources))
+  assert.equal((sources.match(/<li/g) ?? []).length, 2, 'both cited passages are listed')
+})
+
 test('the answer streams from the model and is stored with its usage and citations', async () => {
   fake.setScript('*', { tokens: 40 })
   const c = await clientFor(0)
@@ -181,6 +190,28 @@ test('a question costs two write round trips: the question, and the answer with 
   const metrics = await t.app.inject({ method: 'GET', url: '/metrics' })
   assert.match(metrics.body, /bagsh_db_statements_total\{kind="write"\} \d+/)
   assert.match(metrics.body, /bagsh_db_statements_total\{kind="read"\} \d+/)
+})
+
+test('a follow-up reads neither its conversation nor its history apart: both come with the question\'s one statement', async () => {
+  const c = await clientFor(3)
+  const id = conversationIdOf((await c.post('/chat', { subject: 'biology', grade: '7', question: 'Үндэс юу хийдэг вэ?' })).headers.location)
+  await waitForAnswers(c, `/chat/${id}`)
+  const statements: string[] = []
+  const stop = t.database.onStatement((text) => statements.push(text))
+  try {
+    assert.equal((await postHtmx(c, `/chat/${id}/messages`, { question: 'Иш юу хийдэг вэ?' })).statusCode, 200)
+    // Watched in the database (not through the page, which reads the conversation to show it).
+    for (let i = 0; i < 200 && (await answerRow(id)).status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25))
+  } finally {
+    stop()
+  }
+  const turn = statements.slice(0, statements.findIndex((s) => /UPDATE messages SET status = 'done'/.test(s)) + 1)
+  assert.ok(turn.length > 0, 'the answer was stored')
+  assert.ok(!turn.some((s) => /from "conversations"/.test(s)), turn.join('\n---\n'))
+  assert.ok(!turn.some((s) => /^select "role", "content" from "messages"/.test(s)), turn.join('\n---\n'))
+  const sent = fake.requests.at(-1)!.body as { messages: { role: string; content: string }[] }
+  assert.deepEqual(sent.messages.slice(1).map((m) => m.content.slice(0, 20)).slice(0, 1), ['Үндэс юу хийдэг вэ?'])
+  assert.equal(sent.messages.at(-1)!.content, 'Иш юу хийдэг вэ?')
 })
 
 test('a model failing mid-answer: the next model answers from the start, the student gets one clean answer', async () => {

@@ -5,7 +5,7 @@ import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
@@ -13,7 +13,9 @@ import { openDatabase, type Database } from '../src/db/index.ts'
 import { createLocalEmbedder } from '../src/services/embeddings/local.ts'
 import { createI18n } from '../src/services/i18n.ts'
 import { retrievePassages } from '../src/services/retrieval/retrieve.ts'
-import { ChunkImportError, importChunksFile, MAX_IMPORT_ERRORS, MAX_LINE_BYTES } from '../src/services/textbooks/import-chunks.ts'
+import type { TextbookStatus } from '../src/db/schema.ts'
+import { importInProgress } from '../src/services/library/admin.ts'
+import { ChunkImportError, IMPORT_CHUNKS_LEASE, importChunksFile, MAX_IMPORT_ERRORS, MAX_LINE_BYTES } from '../src/services/textbooks/import-chunks.ts'
 import { loadSampleBooks, sampleChunks, type SampleBook } from '../src/services/textbooks/samples.ts'
 import { chunkEmbeddingText, deleteTextbook } from '../src/services/textbooks/store.ts'
 import { freshDatabase } from './helpers/db.ts'
@@ -359,4 +361,32 @@ test('bagsh import-chunks: exit 0 when the book is searchable, exit 1 naming eac
   } finally {
     rmSync(dataDir, { recursive: true, force: true })
   }
+})
+
+test('while an import runs it holds a lease that marks its book busy; the lease ends with the import, however it ends', async () => {
+  const db = database.db
+  const leases = () => db.selectFrom('jobs').select(['id', 'payload']).where('kind', '=', IMPORT_CHUNKS_LEASE).execute()
+  const history = books.get('history-9')!
+  const lines = await bookLines(history)
+  const input = new PassThrough()
+  const running = importChunksFile(db, input, { active })
+  input.write(jsonl(lines.slice(0, 3)))
+  let book: { id: number; status: TextbookStatus } | undefined
+  for (let i = 0; i < 200 && !book; i++) {
+    await sleep(10)
+    book = await db.selectFrom('textbooks').select(['id', 'status']).where('title', '=', history.meta.title).where('status', '=', 'processing').executeTakeFirst()
+  }
+  assert.ok(book, 'the book is created as soon as the header is read')
+  const [lease] = await leases()
+  assert.equal((lease?.payload as { textbookId: number }).textbookId, book.id)
+  assert.equal(await importInProgress(db, book), true, 'an import that is reading lines is busy')
+  input.end(jsonl(lines.slice(3)))
+  const { textbookId } = await running
+  assert.equal(textbookId, book.id)
+  assert.deepEqual(await leases(), [])
+
+  // A rejected file ends its lease too.
+  await assert.rejects(importChunksFile(db, streamOf(jsonl([header(books.get('math-6')!), '{"order": "x"}'])), { active }), ChunkImportError)
+  assert.deepEqual(await leases(), [])
+  await db.transaction().execute((trx) => deleteTextbook(trx, textbookId))
 })

@@ -1,18 +1,24 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { crc32, deflateSync } from 'node:zlib'
 import type { LightMyRequestResponse } from 'fastify'
 import PDFDocument from 'pdfkit'
+import { sql } from 'kysely'
 import { buildTestApp, type TestApp } from './helpers/app.ts'
 import { TestClient } from './helpers/client.ts'
 import { makeSchool, makeUser } from './helpers/factories.ts'
 import { createLocalEmbedder } from '../src/services/embeddings/local.ts'
 import { createJobHandlers } from '../src/services/jobs/handlers.ts'
 import { JobRunner } from '../src/services/jobs/queue.ts'
+import { IMPORT_CHUNKS_LEASE } from '../src/services/textbooks/import-chunks.ts'
+import { enqueuePdfImport, UploadLimitReached } from '../src/services/textbooks/ingest.ts'
 import { importSampleBook, loadSampleBooks } from '../src/services/textbooks/samples.ts'
+import { chunkEmbeddingText, createTextbook, insertChunks } from '../src/services/textbooks/store.ts'
+import { saveUploadedPdf } from '../src/services/textbooks/uploads.ts'
 
 /**
  * The platform admin's textbook pages with JavaScript off: upload a PDF through the multipart
@@ -421,4 +427,105 @@ test('an import with one bad line is rejected whole, naming the line; a wrong mo
   assert.ok([413, 422].includes(tooLarge.statusCode), String(tooLarge.statusCode))
   assert.match(tooLarge.body, /Файл хэт том байна/)
   assert.equal(await count(), before)
+})
+
+test('an admin may upload 2 PDFs an hour: the third is refused with the wait and nothing is written; other admins are not limited', async () => {
+  const db = t.database.db
+  const admin = await as('platform_admin')
+  let adminId = 0
+  for (const title of ['Цагийн хязгаар 1', 'Цагийн хязгаар 2']) {
+    await admin.get('/admin/textbooks/new')
+    const res = await postMultipart(admin, '/admin/textbooks', uploadFields(admin, { title }, pdf(FIXTURE)))
+    assert.equal(res.statusCode, 303)
+    const job = await db.selectFrom('jobs').select('payload').where('id', '=', jobIdOf(res)).executeTakeFirstOrThrow()
+    adminId = (job.payload as { requestedBy: number }).requestedBy
+  }
+  assert.ok(adminId > 0, 'the job records who uploaded')
+  const counts = async () => ({
+    books: Number((await db.selectFrom('textbooks').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n),
+    jobs: Number((await db.selectFrom('jobs').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n),
+    files: uploadsOnDisk().length,
+  })
+  const before = await counts()
+  // The form says so before a file is chosen.
+  const form = await admin.get('/admin/textbooks/new')
+  assert.equal(form.statusCode, 200)
+  assert.match(form.body, /Нэг админ цагт хамгийн ихдээ 2 PDF файл оруулж болно\. Бага хүлээнэ үү \((59|60) минут\)/)
+  const refused = await postMultipart(admin, '/admin/textbooks', uploadFields(admin, { title: 'Цагийн хязгаар 3' }, pdf(FIXTURE)))
+  assert.equal(refused.statusCode, 429)
+  assert.ok(Number(refused.headers['retry-after']) > 3000)
+  assert.match(refused.body, /<small class="error" id="file-error">Нэг админ цагт хамгийн ихдээ 2 PDF файл оруулж болно\. Бага хүлээнэ үү \((59|60) минут\)/)
+  assert.match(refused.body, /aria-invalid="true" aria-describedby="file-error file-hint"/)
+  assert.deepEqual(await counts(), before, 'no textbook, job or file was written')
+  assert.equal(await db.selectFrom('textbooks').select('id').where('title', '=', 'Цагийн хязгаар 3').executeTakeFirst(), undefined)
+
+  // In English too.
+  const en = await admin.get('/admin/textbooks/new', { 'accept-language': 'en' })
+  assert.match(en.body, /An admin can upload at most 2 PDFs per hour\. Please wait \((59|60) min\)/)
+
+  // Another admin's hour is their own.
+  const other = await as('platform_admin')
+  await other.get('/admin/textbooks/new')
+  assert.equal((await postMultipart(other, '/admin/textbooks', uploadFields(other, { title: 'Өөр админ' }, pdf(FIXTURE)))).statusCode, 303)
+
+  // Once the uploads are more than an hour old, the first admin may upload again.
+  await db.updateTable('jobs').set({ created_at: sql<Date>`now() - interval '61 minutes'` }).where(sql`payload->>'requestedBy'`, '=', String(adminId)).execute()
+  const again = await admin.get('/admin/textbooks/new')
+  assert.ok(!again.body.includes('хамгийн ихдээ 2 PDF'))
+  assert.equal((await postMultipart(admin, '/admin/textbooks', uploadFields(admin, { title: 'Цагийн хязгаар 4' }, pdf(FIXTURE)))).statusCode, 303)
+})
+
+test('two uploads at the same moment cannot both pass the limit: the service checks it in the transaction that queues the job', async () => {
+  const db = t.database.db
+  const user = await makeUser(db, 'platform_admin', null)
+  const limit = { userId: user.id, perHour: 1 }
+  const upload = () => saveUploadedPdf(dataDir, Readable.from([FIXTURE]))
+  const first = await upload()
+  const second = await upload()
+  const results = await Promise.allSettled([enqueuePdfImport(db, { subject: 'physics', grade: 10, title: 'Зэрэг 1' }, first, limit), enqueuePdfImport(db, { subject: 'physics', grade: 10, title: 'Зэрэг 2' }, second, limit)])
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1)
+  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult
+  assert.ok(failed.reason instanceof UploadLimitReached)
+  assert.ok(failed.reason.retryAfterSeconds > 3500 && failed.reason.retryAfterSeconds <= 3600)
+  // The refused upload's file is gone; the accepted one is kept for its job.
+  const kept = [first, second].filter((u) => existsSync(u.path))
+  assert.equal(kept.length, 1)
+})
+
+test('a book a killed chunk import left in processing can be deleted; one an import is still writing to cannot', async () => {
+  const db = t.database.db
+  const admin = await as('platform_admin')
+  const embedder = createLocalEmbedder()
+  // What `bagsh import-chunks` killed half-way leaves: the book in 'processing' with some passages
+  // and its lease, which nobody renews any more.
+  const { id } = await createTextbook(db, { subject: 'physics', grade: 11, title: 'Тасалдсан импорт' })
+  const chunk = { ord: 0, sectionPath: '1', sectionTitle: 'Эхлэл', pageStart: 1, pageEnd: 1, pdfPageStart: 1, pdfPageEnd: 1, content: 'Тасалдсан импортын хэсэг.' }
+  await insertChunks(db, id, [chunk], await embedder.embed([chunkEmbeddingText(chunk)]), embedder.model)
+  const lease = await db
+    .insertInto('jobs')
+    .values({ kind: IMPORT_CHUNKS_LEASE, payload: JSON.stringify({ textbookId: id }), status: 'running', attempts: 1, max_attempts: 1, locked_by: 'import-chunks', locked_until: sql<Date>`now() + interval '1 minute'` })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+
+  // While the lease is live the import may still be running: not yet.
+  const busy = await admin.get(`/admin/textbooks/${id}/delete`)
+  assert.match(busy.body, /одоо оруулж байна/)
+  assert.ok(!busy.body.includes(`action="/admin/textbooks/${id}/delete"`))
+  assert.equal((await admin.post(`/admin/textbooks/${id}/delete`)).statusCode, 400)
+
+  // The lease ran out: the import is dead, the admin is told so and may delete the book.
+  await db.updateTable('jobs').set({ locked_until: sql<Date>`now() - interval '1 second'` }).where('id', '=', lease.id).execute()
+  const confirm = await admin.get(`/admin/textbooks/${id}/delete`)
+  assert.equal(confirm.statusCode, 200)
+  assert.match(confirm.body, /дуусалгүй тасалдсан/)
+  assert.ok(confirm.body.includes(`action="/admin/textbooks/${id}/delete"`))
+  const deleted = await admin.post(`/admin/textbooks/${id}/delete`)
+  assert.equal(deleted.statusCode, 303)
+  assert.equal(await db.selectFrom('textbooks').select('id').where('id', '=', id).executeTakeFirst(), undefined)
+  assert.equal(Number((await db.selectFrom('chunks').select((eb) => eb.fn.countAll<string>().as('n')).where('textbook_id', '=', id).executeTakeFirstOrThrow()).n), 0)
+  assert.equal(await db.selectFrom('jobs').select('id').where('id', '=', lease.id).executeTakeFirst(), undefined, 'the dead lease went with the book')
+
+  // Killed before it even took its lease: no job, no lease, deletable at once.
+  const orphan = await createTextbook(db, { subject: 'physics', grade: 11, title: 'Лизгүй импорт' })
+  assert.equal((await admin.post(`/admin/textbooks/${orphan.id}/delete`)).statusCode, 303)
 })

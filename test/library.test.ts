@@ -123,6 +123,20 @@ test('an empty search shows the form; a search with no hits says so; an overlong
   assert.ok([400, 422].includes(huge.statusCode), `status ${huge.statusCode}`)
 })
 
+test('nonsense finds nothing and says so, in Cyrillic or Latin letters; a real word still finds its page', async () => {
+  const client = await as('student', 7)
+  for (const q of ['qwzxv', 'ыыыыы', 'qwzx vbnm', 'zzzzzz ёёёё']) {
+    const res = await search(client, q)
+    assert.equal(res.statusCode, 200, q)
+    assert.match(res.body, /Юу ч олдсонгүй/, q)
+    assert.ok(!res.body.includes('<ol class="results">'), q)
+  }
+  const en = await client.get(`/library/search?q=${encodeURIComponent('ыыыыы')}`, { 'accept-language': 'en' })
+  assert.match(en.body, /Nothing found/)
+  const found = await search(client, 'хлорофилл')
+  assert.ok(firstResultLink(found.body)?.startsWith(`/library/${books.get('biology')}?`))
+})
+
 test('hostile queries and hostile book text are escaped everywhere', async () => {
   const client = await as('teacher')
   const q = `"><script>alert(1)</script> квант`

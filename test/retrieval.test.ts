@@ -167,6 +167,33 @@ test('queries with nothing to search for, or hostile text, return nothing or som
 
 // --- filters -------------------------------------------------------------------------------------
 
+test('a passage needs text evidence: nonsense finds nothing, though the vector leg alone always has neighbours', async () => {
+  for (const q of ['qwzxv', 'ыыыыы', 'qwzx vbnm', 'футбол тоглох']) {
+    assert.deepEqual(await search(q), [], q)
+    assert.ok((await search(q, { legs: ['vector'] })).length > 0, `${q}: nearest neighbours exist`)
+  }
+  // What is returned was found by a text leg; the vector leg reorders it.
+  for (const q of ['фотосинтезийн явц', 'omiin huuli', 'Ургамал хоол тэжээлээ хэрхэн өөрөө бэлтгэдэг вэ?']) {
+    const found = await search(q, { limit: 20 })
+    assert.ok(found.length > 0, q)
+    assert.ok(found.every((p) => p.ranks.keyword !== undefined || p.ranks.trigram !== undefined), q)
+    assert.ok(found.some((p) => p.ranks.vector !== undefined), q)
+  }
+})
+
+test('one lookup and one search statement per call, and the search settings do not outlive it', async () => {
+  const statements: string[] = []
+  const stop = database.onStatement((text) => statements.push(text))
+  try {
+    await search('фотосинтезийн явц', { grade: 7 })
+  } finally {
+    stop()
+  }
+  assert.equal(statements.length, 2, statements.join('\n---\n'))
+  const { rows } = await sql<{ ef: string; trgm: string }>`SELECT current_setting('hnsw.ef_search') AS ef, current_setting('pg_trgm.similarity_threshold') AS trgm`.execute(database.db)
+  assert.deepEqual(rows[0], { ef: '40', trgm: '0.3' }, 'the defaults again after the statement')
+})
+
 test('subject, textbook and section filters', async () => {
   const bySubject = await search('хүчилтөрөгч', { subject: 'chemistry', limit: 10 })
   assert.ok(bySubject.length > 0)

@@ -8,8 +8,11 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { DB } from './schema.ts'
 import { acquireDataDirLock, type DataDirLock } from './lock.ts'
+import { PGliteThread, threadPgConfig } from './pglite-thread.ts'
+import { PreparingClient } from './prepared.ts'
 
 export type { DB } from './schema.ts'
+export { PREPARE } from './prepared.ts'
 
 export interface Database {
   db: Kysely<DB>
@@ -37,6 +40,8 @@ export interface DatabaseOptions {
   /** Tests: keep the embedded database in memory. */
   inMemory?: boolean
   poolMax?: number
+  /** Embedded only: run PGlite in a worker thread (the server: Postgres work on its own core). */
+  thread?: boolean
 }
 
 export const PGLITE_EXTENSIONS = { vector, pg_trgm }
@@ -48,10 +53,10 @@ export const PGLITE_EXTENSIONS = { vector, pg_trgm }
  */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   let pool: pg.Pool
-  let pglite: PGlite | null = null
+  let pglite: PGlite | PGliteThread | null = null
   let lock: DataDirLock | null = null
   if (options.databaseUrl) {
-    pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolMax ?? 10, connectionTimeoutMillis: 5000 })
+    pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolMax ?? 10, connectionTimeoutMillis: 5000, Client: PreparingClient })
   } else {
     let dataDir: string | undefined
     if (!options.inMemory && !options.loadDataDir) {
@@ -60,12 +65,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       dataDir = join(options.dataDir, 'pgdata')
     }
     try {
-      pglite = await PGlite.create({ dataDir, loadDataDir: options.loadDataDir, extensions: PGLITE_EXTENSIONS })
+      pglite = options.thread
+        ? await PGliteThread.create({ dataDir, loadDataDir: options.loadDataDir })
+        : await PGlite.create({ dataDir, loadDataDir: options.loadDataDir, extensions: PGLITE_EXTENSIONS })
     } catch (err) {
       lock?.release()
       throw err
     }
-    pool = new pg.Pool(createPgConfig(pglite) as unknown as pg.PoolConfig)
+    pool = new pg.Pool(
+      pglite instanceof PGliteThread ? threadPgConfig(pglite) : ({ ...createPgConfig(pglite), Client: PreparingClient } as unknown as pg.PoolConfig),
+    )
   }
   // A dropped connection must not crash the process; the next query reconnects.
   pool.on('error', () => {})
@@ -97,7 +106,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     },
     async dumpDataDir() {
       if (!pglite) throw new Error('dumpDataDir needs the embedded database')
-      return pglite.dumpDataDir('none')
+      return pglite instanceof PGliteThread ? pglite.dumpDataDir() : pglite.dumpDataDir('none')
     },
     async close() {
       await db.destroy()

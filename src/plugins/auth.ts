@@ -28,6 +28,8 @@ declare module 'fastify' {
 export interface AuthOptions {
   db: Kysely<DB>
   secureCookies: boolean
+  /** Trust a validated session from memory this long (src/services/auth/sessions.ts); 0: off. */
+  sessionCacheMs?: number
 }
 
 /** Reads the session cookie on every request; routes declare who may enter with `requireRole`. */
@@ -51,7 +53,7 @@ export default fp<AuthOptions>(async (app, opts) => {
     if (request.url.startsWith('/static/')) return
     const token = request.cookies[SESSION_COOKIE]
     if (!token) return
-    const result = await validateSessionToken(db, token)
+    const result = await validateSessionToken(db, token, { cacheMs: opts.sessionCacheMs ?? 0 })
     if (!result) {
       reply.clearCookie(SESSION_COOKIE, { path: '/' })
       return

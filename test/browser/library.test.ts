@@ -29,7 +29,8 @@ let dataDir: string
 
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'bagsh-browser-library-'))
-  t = await buildTestApp({ dataDir })
+  // One admin uploads in both runs, more than the hourly limit (tested in test/library-admin.test.ts).
+  t = await buildTestApp({ dataDir, pdfUploadsPerHour: 10 })
   world = await seedWorld(t.database.db, 1)
   runner = new JobRunner(t.database.db, createJobHandlers({ dataDir, embedder: createLocalEmbedder() }), { pollMs: 50 })
   base = await listen(t)

@@ -8,17 +8,18 @@ import {
   deleteAdminTextbook,
   findAdminTextbook,
   findTextbookJob,
+  importInProgress,
   jobTextbook,
   latestImportJobs,
   listAdminTextbooks,
   recentTextbookJobs,
   type AdminJob,
 } from '../../services/library/admin.ts'
-import { enqueuePdfImport, INGEST_PDF_JOB } from '../../services/textbooks/ingest.ts'
+import { enqueuePdfImport, INGEST_PDF_JOB, uploadsLeft, UploadLimitReached, type UploadLimit } from '../../services/textbooks/ingest.ts'
 import { enqueueReindex } from '../../services/textbooks/reindex.ts'
 import { createEmbedder } from '../../services/embeddings/index.ts'
 import { saveUploadedPdf, type SavedUpload } from '../../services/textbooks/uploads.ts'
-import { describeError, jobStatusText, problemOf, statusText } from './present.ts'
+import { describeError, jobStatusText, problemOf, statusText, UPLOAD_LIMIT_KEY, uploadLimitProblem } from './present.ts'
 import { multipartForm, ReceivedFile, refuseOversize } from './multipart.ts'
 import importRoutes from './import.ts'
 import type { RouteOptions } from '../index.ts'
@@ -88,9 +89,21 @@ const adminTextbookRoutes: FastifyPluginAsync<RouteOptions> = async (app, { data
     }
   }
 
+  /** PRODUCT.md "Limits": PDF extraction per admin per hour, counted from the stored import jobs. */
+  const limitOf = (request: FastifyRequest): UploadLimit => ({ userId: request.user!.id, perHour: config.pdfUploadsPerHour })
+  const limitReached = async (request: FastifyRequest) => {
+    const { left, retryAfterSeconds } = await uploadsLeft(db, limitOf(request))
+    return left > 0 ? null : new UploadLimitReached(config.pdfUploadsPerHour, retryAfterSeconds)
+  }
+
   const uploadPage = async (request: FastifyRequest, reply: FastifyReply, form: UploadForm, replacesId: number | null, fields: Record<string, string> | null, params: Record<string, unknown> = {}) => {
     const replaces = replacesId !== null ? await findAdminTextbook(db, replacesId) : null
-    return reply.page('admin/textbooks-new', { ...(await helpers(request)), form, replaces, fields, params }, fields ? 422 : 200)
+    // Over the limit, the form says so before the admin picks a large file in vain.
+    const reached = fields ? null : await limitReached(request)
+    const limit = reached ? uploadLimitProblem(reached) : null
+    if (fields?.file === UPLOAD_LIMIT_KEY) reply.header('Retry-After', String(Number(params.minutes) * 60))
+    const status = fields?.file === UPLOAD_LIMIT_KEY ? 429 : fields ? 422 : 200
+    return reply.page('admin/textbooks-new', { ...(await helpers(request)), form, replaces, fields, params, limit }, status)
   }
 
   app.get<{ Querystring: Static<typeof ListQuery> }>('/admin/textbooks', { ...guard, schema: { querystring: ListQuery } }, async (request, reply) => {
@@ -114,7 +127,19 @@ const adminTextbookRoutes: FastifyPluginAsync<RouteOptions> = async (app, { data
     {
       // Before a byte of the body is read: only platform admins, and no body over the limit.
       onRequest: [onlyAdmins, refuseOversize(maxBytes, tooLarge)],
-      preValidation: multipartForm<SavedUpload>({ fileField: 'file', maxBytes, tooLarge, save: (stream) => saveUploadedPdf(config.dataDir, stream, maxBytes), problemOf }),
+      // Over the hourly limit the file is read and dropped, never written: the form then says why.
+      preValidation: async (request, reply) =>
+        multipartForm<SavedUpload>({
+          fileField: 'file',
+          maxBytes,
+          tooLarge,
+          save: async (stream) => {
+            const reached = await limitReached(request)
+            if (reached) throw reached
+            return saveUploadedPdf(config.dataDir, stream, maxBytes)
+          },
+          problemOf,
+        }).call(app, request, reply),
       schema: { body: UploadBody },
     },
     async (request, reply) => {
@@ -127,9 +152,13 @@ const adminTextbookRoutes: FastifyPluginAsync<RouteOptions> = async (app, { data
         return uploadPage(request, reply, form, replacesId, { file: problem.key }, problem.params)
       }
       try {
-        const { jobId } = await enqueuePdfImport(db, { ...form, replacesId }, file.saved)
+        const { jobId } = await enqueuePdfImport(db, { ...form, replacesId }, file.saved, limitOf(request))
         return reply.redirect(`/admin/textbooks/jobs/${jobId}`, 303)
       } catch (err) {
+        if (err instanceof UploadLimitReached) {
+          const problem = uploadLimitProblem(err)
+          return uploadPage(request, reply, form, replacesId, { file: problem.key }, problem.params)
+        }
         if (!(err instanceof FormError)) throw err
         // The upload was deleted with the refused form: the file has to be chosen again.
         return uploadPage(request, reply, form, err.fields.replaces ? null : replacesId, { ...err.fields, file: 'textbooks.errors.fileAgain' })
@@ -161,7 +190,7 @@ const adminTextbookRoutes: FastifyPluginAsync<RouteOptions> = async (app, { data
 
   app.get<{ Params: IdParams }>(`/admin/textbooks/:id${ID}/delete`, guard, async (request, reply) => {
     const book = await findAdminTextbook(db, Number(request.params.id))
-    return reply.page('admin/textbooks-delete', { ...(await helpers(request)), book })
+    return reply.page('admin/textbooks-delete', { ...(await helpers(request)), book, busy: await importInProgress(db, book) })
   })
 
   app.post<{ Params: IdParams }>(`/admin/textbooks/:id${ID}/delete`, guard, async (request, reply) => {

@@ -1,11 +1,20 @@
 import { DomainError } from '../../services/errors.ts'
 import type { Translate } from '../../services/i18n.ts'
+import { UploadLimitReached } from '../../services/textbooks/ingest.ts'
 import { IngestError } from '../../services/textbooks/pdf.ts'
 import type { Problem } from './multipart.ts'
 
-/** A refused upload: an IngestError (not a PDF, too large) or a DomainError names its i18n key. */
+/** The message for an admin over the hourly PDF limit. */
+export const UPLOAD_LIMIT_KEY = 'textbooks.errors.uploadLimit'
+
+export function uploadLimitProblem(err: UploadLimitReached): Problem {
+  return { key: UPLOAD_LIMIT_KEY, params: { limit: err.limit, minutes: Math.max(1, Math.ceil(err.retryAfterSeconds / 60)) } }
+}
+
+/** A refused upload: an IngestError (not a PDF, too large), the hourly limit, or a DomainError names its i18n key. */
 export function problemOf(err: unknown): Problem | null {
   if (err instanceof IngestError) return { key: err.key, params: err.params ?? {} }
+  if (err instanceof UploadLimitReached) return uploadLimitProblem(err)
   if (err instanceof DomainError) return { key: err.messageKey, params: err.params }
   return null
 }

@@ -8,6 +8,7 @@ import { LearningEventBatcher } from '../../services/learning/events.ts'
 import { listSubjectNames, subjectNamer, type Subject } from '../../services/library/catalog.ts'
 import { AnswerBroker } from '../../services/chat/broker.ts'
 import { AnswerWorker } from '../../services/chat/worker.ts'
+import { AnswerRenderer } from '../../services/chat/renderer.ts'
 import { askTutor } from '../../services/chat/ask.ts'
 import { createChatMetrics, statementKind } from '../../services/chat/metrics.ts'
 import {
@@ -79,6 +80,7 @@ const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { config, datab
   const llm = createLlm(config.llm, { logger: app.log })
   const broker = new AnswerBroker({ db, llm, embedder: createEmbedder(config.embeddings), metrics, events, log: app.log })
   const worker = new AnswerWorker(db, broker, app.log)
+  const renderer = new AnswerRenderer()
   runtimes.set(app.server, { broker, worker, events })
   app.addHook('onReady', async () => worker.start())
   app.addHook('preClose', async () => worker.stop())
@@ -87,6 +89,7 @@ const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { config, datab
     await broker.shutdown(8000)
     await events.close()
     await llm?.close()
+    await renderer.close()
     stopCounting()
   })
 
@@ -218,30 +221,32 @@ const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { config, datab
     { ...student, schema: { querystring: ConversationQuery } },
     async (request, reply) => {
       const conversation = await findConversationForStudent(db, request.user!, parseId(request.params.id))
-      const before = request.query.before === undefined ? null : parseId(request.query.before)
+      const before = request.query.before === undefined ? null : parseId(request.query.before, 'message')
       return showConversation(reply, conversation, { before })
     },
   )
 
   app.post<IdParams & { Body: Static<typeof AskBody> }>('/chat/:id/messages', { ...student, schema: { body: AskBody } }, async (request, reply) => {
-    const conversation = await findConversationForStudent(db, request.user!, parseId(request.params.id))
+    const id = parseId(request.params.id)
+    // The conversation is read only to show it again; storing the question checks that it is the student's.
+    const conversation = () => findConversationForStudent(db, request.user!, id)
     const detail = request.body.detail === '1'
     const raw = detail ? request.t('chat.detail.question') : request.body.question
     let question: string
     try {
       question = validateQuestion(raw)
     } catch (err) {
-      if (err instanceof FormError) return showConversation(reply, conversation, { question: raw, error: err })
+      if (err instanceof FormError) return showConversation(reply, await conversation(), { question: raw, error: err })
       throw err
     }
-    const result = await askTutor(db, deps, { user: request.user!, limits, conversation, question, detail })
-    if (result.outcome === 'wait' || result.outcome === 'daily') return showConversation(reply, conversation, { question: detail ? '' : question, limit: result })
+    const result = await askTutor(db, deps, { user: request.user!, limits, conversation: { id }, question, detail })
+    if (result.outcome === 'wait' || result.outcome === 'daily') return showConversation(reply, await conversation(), { question: detail ? '' : question, limit: result })
     // A double submit: the turn is already on the page (htmx) or one redirect away.
     if (result.outcome === 'duplicate' && request.isHtmx) return reply.code(204).send()
     return afterAsk(reply, result, question)
   })
 
-  await app.register(streamRoutes, { database, broker })
+  await app.register(streamRoutes, { database, broker, renderer })
 }
 
 export default chatRoutes

@@ -4,6 +4,8 @@ import { Type, type Static } from '@sinclair/typebox'
 import { requireRole } from '../../plugins/auth.ts'
 import type { Database } from '../../db/index.ts'
 import type { AnswerBroker, StreamEvent } from '../../services/chat/broker.ts'
+import { presentAnswer } from '../../services/chat/present.ts'
+import type { AnswerRenderer } from '../../services/chat/renderer.ts'
 import { findAnswerForStudent, parseId } from '../../services/chat/conversations.ts'
 import { HEARTBEAT_MS, SSE_HEADERS, SSE_HEARTBEAT, SSE_PREAMBLE, parseEventId, sseEvent } from '../../services/chat/sse.ts'
 import { escapeHtml } from '../../services/retrieval/snippet.ts'
@@ -21,19 +23,18 @@ import { doneView, partialLocals } from './views.ts'
 const StreamQuery = Type.Object({ after: Type.Optional(Type.String({ maxLength: 15 })) })
 const RESET_HTML = '<div class="answer-text" data-sse-swap="token" data-hx-swap="beforeend"></div>'
 
-// Token events are the same bytes for every watcher: serialized once.
-const wire = new WeakMap<StreamEvent, string>()
-function tokenWire(event: StreamEvent & { type: 'token' }): string {
-  let text = wire.get(event)
-  if (text === undefined) {
-    // A span keeps leading spaces: htmx parses each token as HTML, where they would be dropped.
-    text = sseEvent('token', `<span>${escapeHtml(event.text)}</span>`, event.id)
-    wire.set(event, text)
-  }
-  return text
-}
+/**
+ * Tokens are written at most every TOKEN_FLUSH_MS per stream: the first at once, those that come
+ * meanwhile merged into one event (with the id of the last, so a resume never repeats one). At
+ * ~40 tokens/s that is a quarter of the writes (and of the old browser's DOM swaps), and no one
+ * reads faster than 10 updates a second.
+ */
+export const TOKEN_FLUSH_MS = 100
 
-const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroker }> = async (app, { database, broker }) => {
+// A span keeps leading spaces: htmx parses each token as HTML, where they would be dropped.
+const tokenEvent = (text: string, id: number) => sseEvent('token', `<span>${escapeHtml(text)}</span>`, id)
+
+const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroker; renderer: AnswerRenderer }> = async (app, { database, broker, renderer }) => {
   const { db } = database
   const open = new Set<ServerResponse>()
   // Shutdown: browsers reconnect (to another instance) instead of holding this one open.
@@ -47,7 +48,7 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
     async (request, reply) => {
       const user = request.user!
       const conversationId = parseId(request.params.id)
-      const answerId = parseId(request.params.mid)
+      const answerId = parseId(request.params.mid, 'message')
       // An answer generated here knows its owner: no database read while the database is busiest.
       const local = broker.stream(answerId)
       const answer =
@@ -70,12 +71,17 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
       res.write(SSE_PREAMBLE)
       open.add(res)
       let ended = false
+      // Tokens not written yet (see TOKEN_FLUSH_MS).
+      let tokens: { id: number; text: string } | null = null
+      let lastWrite = 0
+      let flushTimer: NodeJS.Timeout | null = null
       let unsubscribe: () => void = () => {}
       const heartbeat = setInterval(() => res.write(SSE_HEARTBEAT), HEARTBEAT_MS)
       const end = () => {
         if (ended) return
         ended = true
         clearInterval(heartbeat)
+        if (flushTimer) clearTimeout(flushTimer)
         unsubscribe()
         open.delete(res)
         res.end()
@@ -86,15 +92,38 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
       const slow = broker.stream(answer.id)?.slow ?? answer.status === 'queued'
       res.write(sseEvent('status', t(slow ? 'chat.slow' : 'chat.thinking')))
 
+      const flushTokens = () => {
+        if (flushTimer) clearTimeout(flushTimer)
+        flushTimer = null
+        if (!tokens || ended) return
+        res.write(tokenEvent(tokens.text, tokens.id))
+        tokens = null
+        lastWrite = performance.now()
+      }
       const send = (event: StreamEvent) => {
         if (ended) return
-        if (event.type === 'token') res.write(tokenWire(event))
-        else if (event.type === 'reset') res.write(sseEvent('reset', RESET_HTML, event.id))
+        if (event.type === 'token') {
+          tokens = tokens ? { id: event.id, text: tokens.text + event.text } : { id: event.id, text: event.text }
+          const wait = lastWrite + TOKEN_FLUSH_MS - performance.now()
+          if (wait <= 0) flushTokens()
+          else flushTimer ??= setTimeout(flushTokens, wait)
+          return
+        }
+        flushTokens()
+        if (event.type === 'reset') res.write(sseEvent('reset', RESET_HTML, event.id))
         else if (event.type === 'status') res.write(sseEvent('status', t(event.status === 'slow' ? 'chat.slow' : 'chat.thinking'), event.id))
         else {
-          const view = doneView(answer.id, event.answer, !answer.detail, t)
-          app
-            .view('chat/_answer', { ...locals, conversationId, answer: view })
+          const final = event.answer
+          // Rendered in the renderer's thread (answers finishing together would stall this one), else here.
+          const presented =
+            final.status === 'done'
+              ? renderer.present(final.content, final.citations, request.lang).catch((err: unknown) => {
+                  request.log.warn({ err }, 'answer renderer failed; rendering here')
+                  return presentAnswer(final.content, final.citations, t)
+                })
+              : Promise.resolve(undefined)
+          presented
+            .then((rendered) => app.view('chat/_answer', { ...locals, conversationId, answer: doneView(answer.id, final, !answer.detail, t, rendered) }))
             .then((html: string) => {
               if (!ended) res.write(sseEvent('done', html, event.id))
             })

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ChatMessage } from '../../services/chat/conversations.ts'
 import type { AnswerBroker, FinalAnswer } from '../../services/chat/broker.ts'
-import { citationPages, citationUrl, presentAnswer } from '../../services/chat/present.ts'
+import { citationPages, citationUrl, presentAnswer, type PresentedAnswer } from '../../services/chat/present.ts'
 import { CITATION } from '../../services/render/answer.ts'
 import type { Translate } from '../../services/i18n.ts'
 import type { Citation } from '../../db/schema.ts'
@@ -43,8 +43,8 @@ function citedIn(content: string, citations: Citation[]): Citation[] {
   return citations.filter((c) => cited.has(c.n))
 }
 
-function finalView(id: number, answer: FinalAnswer, canMore: boolean, t: Translate): AnswerView {
-  const rendered = answer.status === 'done' ? presentAnswer(answer.content, answer.citations, t) : { html: '', mathCss: null }
+function finalView(id: number, answer: FinalAnswer, canMore: boolean, t: Translate, presented?: PresentedAnswer): AnswerView {
+  const rendered = answer.status !== 'done' ? { html: '', mathCss: null } : (presented ?? presentAnswer(answer.content, answer.citations, t))
   return {
     id,
     status: answer.status,
@@ -105,8 +105,9 @@ export function startedAnswerView(conversationId: number, answerId: number, brok
   }
 }
 
-export function doneView(answerId: number, answer: FinalAnswer, canMore: boolean, t: Translate): AnswerView {
-  return finalView(answerId, answer, canMore, t)
+/** The final state of a streamed answer; `presented`: its HTML rendered elsewhere (the renderer thread). */
+export function doneView(answerId: number, answer: FinalAnswer, canMore: boolean, t: Translate, presented?: PresentedAnswer): AnswerView {
+  return finalView(answerId, answer, canMore, t, presented)
 }
 
 /** Pairs questions with their answers, oldest first. */

@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely'
 import type { DB } from '../../db/schema.ts'
 import { FormError, NotFoundError } from '../errors.ts'
 import { CONTROL_CHARACTERS, isUniqueViolation } from './users.ts'
+import { invalidateSchoolSessions } from '../auth/sessions.ts'
 
 export interface NewSchool {
   name: string
@@ -87,12 +88,7 @@ export async function setSchoolDisabled(trx: Transaction<DB>, schoolId: number, 
     .where('id', '=', schoolId)
     .executeTakeFirst()
   if (result.numUpdatedRows === 0n) throw new NotFoundError()
-  if (disabled) {
-    await trx
-      .deleteFrom('sessions')
-      .where('user_id', 'in', (eb) => eb.selectFrom('users').select('users.id').where('users.school_id', '=', schoolId))
-      .execute()
-  }
+  if (disabled) await invalidateSchoolSessions(trx, schoolId)
 }
 
 /** Head counts for a school admin's overview page. */

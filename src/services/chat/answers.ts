@@ -24,6 +24,8 @@ export interface AnswerJob {
   cacheKey: string | null
   detail: boolean
   attempts: number
+  /** Earlier turns when already read with the question (storeQuestion); else the broker reads them. */
+  history?: { role: 'user' | 'assistant'; content: string }[]
 }
 
 /** Retries with backoff from 15 s up to 15 min; after this many the question is marked failed. */

@@ -9,16 +9,20 @@ import type { LearningEventBatcher } from '../learning/events.ts'
 import { storeQuestion, type ChatLimits, type StoreQuestionResult } from './questions.ts'
 
 /**
- * A student asks: the question is stored (one statement, limits and cache included) before
- * anything slow happens, then — unless the cache answered it — the broker starts answering it
- * in the background. The caller redirects or returns the fragment at once.
+ * A student asks: the question is stored (one statement, limits and cache included, and for a
+ * follow-up the ownership check and the history the prompt needs) before anything slow
+ * happens, then — unless the cache answered it — the broker starts answering it in the
+ * background. The caller redirects or returns the fragment at once.
  */
 
 export interface AskInput {
   user: SessionUser
   limits: ChatLimits
-  /** An existing conversation of the student, or the first question of a new one. */
-  conversation: Conversation | NewConversation
+  /**
+   * The first question of a new conversation, or a follow-up in one of the student's own
+   * (an id alone is enough: someone else's is a NotFoundError and nothing is written).
+   */
+  conversation: Conversation | { id: number } | NewConversation
   question: string
   /** The "more detail" action on the latest answer. */
   detail?: boolean
@@ -33,10 +37,10 @@ export interface AskDeps {
 export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): Promise<StoreQuestionResult> {
   const { user, conversation, question } = input
   const isNew = !('id' in conversation)
-  const context = isNew
-    ? { grade: conversation.grade, subject: conversation.subject, textbookId: conversation.textbookId, sectionPath: conversation.sectionPath }
-    : { grade: conversation.grade, subject: conversation.subject, textbookId: conversation.textbook?.id ?? null, sectionPath: conversation.sectionPath }
-  const cacheKey = cacheKeyFor({ question, ...context }, { firstQuestion: isNew, askerName: user.displayName })
+  // Only a first question can come from the cache (a follow-up depends on its conversation).
+  const cacheKey = isNew
+    ? cacheKeyFor({ question, grade: conversation.grade, subject: conversation.subject, textbookId: conversation.textbookId, sectionPath: conversation.sectionPath }, { firstQuestion: true, askerName: user.displayName })
+    : null
   const result = await storeQuestion(db, {
     userId: user.id,
     schoolId: user.schoolId!,
@@ -47,7 +51,8 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
     conversation: isNew ? { create: conversation } : { id: conversation.id },
   })
   switch (result.outcome) {
-    case 'stored':
+    case 'stored': {
+      const context = result.context
       if (result.cached) {
         deps.metrics.turns.inc({ outcome: 'cached' })
         deps.metrics.cacheHits.inc()
@@ -65,8 +70,10 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
         cacheKey,
         detail: input.detail ?? false,
         attempts: 0,
+        history: result.history,
       })
       break
+    }
     case 'wait':
       deps.metrics.turns.inc({ outcome: 'rate_limited' })
       deps.metrics.rateLimited.inc({ limit: 'minute' })

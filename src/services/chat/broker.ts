@@ -293,7 +293,7 @@ export class AnswerBroker {
     const started = performance.now()
     let slowTimer: NodeJS.Timeout | undefined
     try {
-      const history = job.cacheKey ? [] : await loadHistory(this.db, job.conversationId, job.questionId)
+      const history = job.cacheKey ? [] : (job.history ?? (await loadHistory(this.db, job.conversationId, job.questionId)))
       // "More detail" is about the previous question: search for that one.
       const query = job.detail ? ([...history].reverse().find((m) => m.role === 'user')?.content ?? job.question) : job.question
       const passages = await this.retrieve(job, query)

@@ -1,5 +1,7 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely'
 import type { DB } from '../../db/schema.ts'
+import { PREPARE } from '../../db/prepared.ts'
+import { NotFoundError } from '../errors.ts'
 import type { NewConversation } from './conversations.ts'
 import { titleFrom } from './conversations.ts'
 import { CACHE_MIN_SEEN } from './cache.ts'
@@ -9,7 +11,8 @@ import { CACHE_MIN_SEEN } from './cache.ts'
  * transaction): it checks the student's limits against the questions already stored, drops a
  * double submit, creates or touches the conversation, inserts the question and its answer row,
  * and — for a cacheable first question whose answer is cached — fills that answer in and counts
- * the hit. Limits therefore cost no extra writes and hold across app instances.
+ * the hit. Limits therefore cost no extra writes and hold across app instances. It is prepared
+ * (src/db/prepared.ts): planning it took longer than running it.
  */
 
 export interface ChatLimits {
@@ -30,12 +33,38 @@ export interface StoreQuestionInput {
   cacheKey: string | null
   /** The "more detail" action. */
   detail?: boolean
-  /** An existing conversation of this user (already checked), or a new one. */
+  /**
+   * An existing conversation (checked here: another user's id is a NotFoundError, as for a
+   * vanished one), or a new one.
+   */
   conversation: { id: number } | { create: NewConversation }
 }
 
+/** What retrieval and the prompt need of the conversation, as stored. */
+export interface QuestionContext {
+  grade: number
+  subject: string
+  textbookId: number | null
+  sectionPath: string | null
+}
+
+/** Earlier finished turns, oldest first (the prompt trims them to its budget). */
+export type History = { role: 'user' | 'assistant'; content: string }[]
+
+/** Turns of history read with the question (the prompt keeps what fits HISTORY_TOKEN_BUDGET). */
+export const HISTORY_TURNS = 12
+
 export type StoreQuestionResult =
-  | { outcome: 'stored'; conversationId: number; questionId: number; answerId: number; cached: boolean }
+  | {
+      outcome: 'stored'
+      conversationId: number
+      questionId: number
+      answerId: number
+      cached: boolean
+      context: QuestionContext
+      /** The conversation's earlier turns, read in the same statement (empty for a new one). */
+      history: History
+    }
   | { outcome: 'duplicate'; conversationId: number; answerId: number }
   /** Over the per-minute limit: the next question is allowed in `seconds`. */
   | { outcome: 'wait'; seconds: number }
@@ -57,6 +86,11 @@ interface Row {
   answer_status: string | null
   dup_answer_id: string | null
   dup_conversation_id: number | null
+  grade: number | null
+  subject: string | null
+  textbook_id: number | null
+  section_path: string | null
+  history: [string, string][] | null
 }
 
 export async function storeQuestion(db: Kysely<DB>, input: StoreQuestionInput): Promise<StoreQuestionResult> {
@@ -70,11 +104,20 @@ export async function storeQuestion(db: Kysely<DB>, input: StoreQuestionInput): 
     const c = input.conversation.create
     conv = sql`INSERT INTO conversations (user_id, school_id, subject, grade, textbook_id, section_path, title)
       SELECT ${userId}, ${schoolId}, ${c.subject}, ${c.grade}, ${c.textbookId}, ${c.sectionPath}, ${titleFrom(c.question)}
-      FROM ok RETURNING id`
+      FROM ok RETURNING id, grade, subject, textbook_id, section_path`
   } else {
     conv = sql`UPDATE conversations SET updated_at = now()
-      WHERE id = ${existing} AND user_id = ${userId} AND EXISTS (SELECT 1 FROM ok) RETURNING id`
+      WHERE id = ${existing} AND user_id = ${userId} AND EXISTS (SELECT 1 FROM ok)
+      RETURNING id, grade, subject, textbook_id, section_path`
   }
+  // A follow-up's history comes with it (the statement's snapshot: the turns before this one).
+  const history =
+    existing === null
+      ? sql`NULL::json`
+      : sql`(SELECT json_agg(json_build_array(h.role, h.content) ORDER BY h.id) FROM (
+          SELECT id, role, content FROM messages
+          WHERE conversation_id = ${existing} AND status = 'done' AND content <> '' AND EXISTS (SELECT 1 FROM conv)
+          ORDER BY id DESC LIMIT ${HISTORY_TURNS}) h)`
 
   const { rows } = await sql<Row>`
     WITH lim AS (
@@ -88,10 +131,15 @@ export async function storeQuestion(db: Kysely<DB>, input: StoreQuestionInput): 
     ),
     dup AS (
       SELECT a.id AS answer_id, q.conversation_id
-      FROM messages q JOIN messages a ON a.reply_to = q.id
+      FROM messages q
+      -- The answer is found through its conversation's index (there is none on reply_to).
+      JOIN LATERAL (
+        SELECT id FROM messages a
+        WHERE a.conversation_id = q.conversation_id AND a.id > q.id AND a.reply_to = q.id AND a.detail = ${detail}
+        LIMIT 1
+      ) a ON true
       WHERE q.user_id = ${userId} AND q.role = 'user' AND q.content = ${question} ${dupScope}
         AND q.created_at > now() - make_interval(secs => ${DOUBLE_SUBMIT_SECONDS})
-        AND a.detail = ${detail}
       ORDER BY q.id DESC LIMIT 1
     ),
     ok AS (
@@ -139,8 +187,9 @@ export async function storeQuestion(db: Kysely<DB>, input: StoreQuestionInput): 
       (SELECT id FROM a) AS answer_id, (SELECT conversation_id FROM a) AS conversation_id,
       (SELECT reply_to FROM a) AS question_id, (SELECT status FROM a) AS answer_status,
       (SELECT answer_id FROM dup) AS dup_answer_id, (SELECT conversation_id FROM dup) AS dup_conversation_id,
-      (SELECT count(*) FROM usage) AS usage_rows
-    FROM lim, recent`.execute(db)
+      (SELECT count(*) FROM usage) AS usage_rows,
+      conv.grade, conv.subject, conv.textbook_id, conv.section_path, ${history} AS history
+    FROM lim CROSS JOIN recent LEFT JOIN conv ON true ${sql.raw(PREPARE)}`.execute(db)
 
   const row = rows[0]
   if (!row) throw new Error(`school ${schoolId} not found`)
@@ -151,6 +200,8 @@ export async function storeQuestion(db: Kysely<DB>, input: StoreQuestionInput): 
       questionId: Number(row.question_id),
       answerId: Number(row.answer_id),
       cached: row.answer_status === 'done',
+      context: { grade: row.grade!, subject: row.subject!, textbookId: row.textbook_id, sectionPath: row.section_path },
+      history: (row.history ?? []).map(([role, content]) => ({ role: role as 'user' | 'assistant', content })),
     }
   }
   if (row.dup_answer_id !== null && row.dup_conversation_id !== null) {
@@ -158,6 +209,6 @@ export async function storeQuestion(db: Kysely<DB>, input: StoreQuestionInput): 
   }
   if (Number(row.day_count) >= row.per_day) return { outcome: 'daily', limit: row.per_day }
   if (Number(row.minute_count) >= row.per_minute) return { outcome: 'wait', seconds: Math.min(60, Math.max(1, row.wait_seconds ?? 60)) }
-  // The conversation vanished between the ownership check and this statement.
-  throw new Error('question was not stored')
+  // Not this student's conversation (or it vanished): nothing was written.
+  throw new NotFoundError()
 }

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Selectable } from 'kysely'
 import type { DB, JobProgress, JobStatus, TextbookKind, TextbookStatus, TextbookTable } from '../../db/schema.ts'
 import { DomainError, NotFoundError } from '../errors.ts'
 import { getJob, type Job } from '../jobs/queue.ts'
+import { IMPORT_CHUNKS_LEASE } from '../textbooks/import-chunks.ts'
 import { INGEST_PDF_JOB } from '../textbooks/ingest.ts'
 import { REINDEX_JOB } from '../textbooks/reindex.ts'
 import { deleteTextbook } from '../textbooks/store.ts'
@@ -81,16 +82,36 @@ export async function findAdminTextbook(db: Kysely<DB>, id: number): Promise<Adm
 }
 
 /**
- * Deletes a textbook (its pages and chunks with it) once the admin confirmed. A book still being
- * imported is refused: its job would go on writing to it.
+ * Whether an import is still writing to a book that is not ready yet: a PDF import job that is
+ * queued or running (or will be run again), or a chunk import holding its lease. A 'processing'
+ * book with neither was left by an import whose process died (a killed `bagsh import-chunks`, a
+ * server stopped mid-upload): nothing will finish it, so it may be deleted.
+ */
+export async function importInProgress(db: Kysely<DB>, book: { id: number; status: TextbookStatus }): Promise<boolean> {
+  if (book.status !== 'processing' && book.status !== 'pending') return false
+  const { rows } = await sql<{ live: boolean }>`
+    SELECT EXISTS (
+      SELECT FROM jobs
+      WHERE kind IN (${INGEST_PDF_JOB}, ${IMPORT_CHUNKS_LEASE}) AND payload->>'textbookId' = ${String(book.id)}
+        AND (status = 'queued'
+             OR (status = 'running' AND (locked_until > now() OR (kind = ${INGEST_PDF_JOB} AND attempts < max_attempts))))
+    ) AS live`.execute(db)
+  return rows[0]!.live
+}
+
+/**
+ * Deletes a textbook (its pages and chunks with it) once the admin confirmed. A book an import is
+ * still writing to is refused (importInProgress); one an import abandoned is deleted.
  */
 export async function deleteAdminTextbook(db: Kysely<DB>, id: number): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    const book = await trx.selectFrom('textbooks').select('status').where('id', '=', id).where('status', '!=', 'replaced').forUpdate().executeTakeFirst()
+    const book = await trx.selectFrom('textbooks').select(['id', 'status']).where('id', '=', id).where('status', '!=', 'replaced').forUpdate().executeTakeFirst()
     if (!book) throw new NotFoundError()
-    if (book.status === 'processing' || book.status === 'pending') throw new DomainError(409, 'textbooks.delete.busy')
+    if (await importInProgress(trx, book)) throw new DomainError(409, 'textbooks.delete.busy')
     // A newer version waiting to replace this one would otherwise replace nothing.
     await trx.updateTable('textbooks').set({ replaces_id: null }).where('replaces_id', '=', id).execute()
+    // An abandoned chunk import's lease goes with its book.
+    await trx.deleteFrom('jobs').where('kind', '=', IMPORT_CHUNKS_LEASE).where(sql`payload->>'textbookId'`, '=', String(id)).execute()
     await deleteTextbook(trx, id)
   })
 }

@@ -1,17 +1,19 @@
-import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely'
+import { sql, type Kysely, type RawBuilder } from 'kysely'
 import type { DB } from '../../db/schema.ts'
-import { toVectorLiteral, vectorColumn } from '../../db/vector.ts'
+import { vectorColumn } from '../../db/vector.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
-import { analyzeQuery } from './normalize.ts'
+import { analyzeQuery, type QueryToken } from './normalize.ts'
 import { buildSnippet, snippetHtml, type SnippetSegment } from './snippet.ts'
-import { expandQueryWords, findSimilarWords, type ExpandedWord } from './vocabulary.ts'
+import { expandQueryWords, prefixLookupJson, prefixLookups, similarityTerms, similarWordsSql, SIMILARITY_THRESHOLD, type ExpandedWord } from './vocabulary.ts'
 
 /**
  * Finds the textbook passages that answer a question. Three legs rank the same chunks —
  * keyword (the query words' inflected forms, IDF-weighted), trigram (corpus words that look like
- * the query words), and vector (nearest neighbours of the query embedding, HNSW) — and their
- * rankings are fused by reciprocal rank. Only textbooks with status 'ready' are searched.
- * Every leg does bounded work whatever the corpus size. See docs/decisions/010-mongolian-retrieval.md.
+ * the query words), and vector (cosine distance of the chunk embeddings to the query's) — and
+ * their rankings are fused by reciprocal rank. A passage needs text evidence: the vector leg
+ * ranks the chunks the text legs found, exactly; alone it searches the HNSW index. Only
+ * textbooks with status 'ready' are searched. Every leg does bounded work whatever the corpus
+ * size. Two statements per call. See docs/decisions/010-mongolian-retrieval.md.
  */
 
 export type RetrievalLeg = 'keyword' | 'trigram' | 'vector'
@@ -67,107 +69,116 @@ const MIN_CANDIDATES = 30
 const INDEX_BUDGET = 1000
 /** Candidates a text leg scores in full (detoasting their tsvector is the costly part). */
 const RESCORE = 60
-/** hnsw.ef_search for the vector leg (exported for bench/retrieval-latency.ts). */
+/** hnsw.ef_search for the vector leg when it runs alone (exported for bench/retrieval-latency.ts). */
 export const HNSW_EF_SEARCH = 80
 
-interface LegRow {
-  id: number
-  textbook_id: number
-}
+/**
+ * The search statement sets these first (set_config, local to the statement's own transaction):
+ * the trigram threshold the vocabulary's similar-word lookups use, and for the HNSW scan of the
+ * vector leg alone ef_search and iterative scan (relaxed order, so filters do not starve it).
+ */
+const SETTINGS = sql`settings`
+const settingsCte = () => sql`
+  SELECT set_config('hnsw.ef_search', ${String(HNSW_EF_SEARCH)}, true) AS hnsw,
+         set_config('hnsw.iterative_scan', 'relaxed_order', true) AS iterative,
+         set_config('pg_trgm.similarity_threshold', ${String(SIMILARITY_THRESHOLD)}, true) AS trgm`
 
 export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions, embedder: Embedder): Promise<Passage[]> {
   const limit = Math.min(50, Math.max(1, Math.floor(options.limit ?? 5)))
-  const legs = options.legs ?? ALL_LEGS
+  const legs = ALL_LEGS.filter((leg) => (options.legs ?? ALL_LEGS).includes(leg))
   const analyzed = analyzeQuery(options.query ?? '')
   if (!analyzed.tokens.length) return []
   const candidates = Math.min(100, Math.max(MIN_CANDIDATES, limit * 2))
 
-  const ready = await readyTextbooks(db, options)
-  const books = ready.filter((b) => b.allowed)
+  // Statement 1: the ready textbooks (filters; their chunk counts make the N of IDF) and the
+  // corpus words the query words stand for.
+  const lookup = await lookUp(db, options, analyzed.tokens)
+  const books = lookup.books.filter((b) => b.allowed)
   if (!books.length) return []
-  const totalChunks = Math.max(1, ready.reduce((n, b) => n + b.chunk_count, 0))
+  const totalChunks = Math.max(1, lookup.books.reduce((n, b) => n + b.chunkCount, 0))
   const grade = options.grade ?? null
   const allIds = books.map((b) => b.id)
   const ownIds = grade !== null ? books.filter((b) => b.grade === grade).map((b) => b.id) : []
-  const scopes = ownIds.length && ownIds.length < allIds.length ? [ownIds, allIds] : [allIds]
   const section = options.sectionPath?.trim() || null
+  const words = lookup.words
 
-  const words = await expandQueryWords(db, analyzed.tokens)
+  // The embedding may be a network call: made between the statements, holding no connection.
   const queryText = words.map((w) => w.resolved).join(' ')
-  // The embedding may be a network call: made before the transaction holds a connection.
   const vector = legs.includes('vector') ? (await embedder.embed([queryText]))[0]! : null
 
-  return db.transaction().execute(async (trx) => {
-    await sql`SELECT set_config('hnsw.ef_search', ${String(HNSW_EF_SEARCH)}, true),
-                     set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx)
-    // For the trigram leg and the highlights; in the transaction for its index setting.
-    await findSimilarWords(trx, words)
-    const ranked: Partial<Record<RetrievalLeg, LegRow[]>> = {}
-    // The text legs search all allowed books at once (the own-grade boost in fusion reorders);
-    // the vector leg takes the student's grade separately, as nearest neighbours over everything
-    // could all come from other grades.
-    const allScope = scopeFilter(allIds, section)
-    if (legs.includes('keyword')) ranked.keyword = await textLeg(trx, keywordEvidence(words, totalChunks), allScope, candidates, true)
-    // No proximity term on the trigram leg: it measured no better fused and costs most there.
-    if (legs.includes('trigram')) ranked.trigram = await textLeg(trx, trigramEvidence(words, totalChunks), allScope, candidates, false)
-    if (vector) ranked.vector = await vectorLeg(trx, vector, embedder, scopes, section, candidates)
+  // Statement 2: settings, similar words, the three legs, fusion and the passages' details.
+  const rows = await search(db, {
+    words,
+    legs,
+    totalChunks,
+    scope: scopeFilter(allIds, section),
+    vector: vector && {
+      vector,
+      embedder,
+      // The text legs search all allowed books at once (the own-grade boost in fusion
+      // reorders). The vector leg alone takes the student's grade separately, as nearest
+      // neighbours over everything could all come from other grades.
+      scopes: (ownIds.length && ownIds.length < allIds.length ? [ownIds, allIds] : [allIds]).map((ids) => scopeFilter(ids, section)),
+    },
+    boosted: grade !== null && options.gradeMode !== 'only' ? ownIds : [],
+    candidates,
+    limit,
+  })
+  if (!rows.length) return []
 
-    // Reciprocal rank fusion, then the preference for the student's own grade.
-    const fused = new Map<number, { score: number; textbookId: number; ranks: Partial<Record<RetrievalLeg, number>> }>()
-    for (const leg of legs) {
-      ranked[leg]?.forEach((row, i) => {
-        const entry = fused.get(row.id) ?? { score: 0, textbookId: row.textbook_id, ranks: {} }
-        entry.score += 1 / (RRF_K + i + 1)
-        entry.ranks[leg] = i + 1
-        fused.set(row.id, entry)
-      })
+  const maxScore = legs.length / (RRF_K + 1)
+  // Highlight the words the keyword and trigram legs searched for.
+  const hits = new Set([...words.flatMap((w) => [w.resolved, ...w.forms.map((f) => f.word)]), ...(rows[0]!.similar_words ?? [])])
+  const isHit = (word: string) => hits.has(word)
+  return rows.map((row): Passage => {
+    const snippet = buildSnippet(row.content, isHit)
+    const ranks: Partial<Record<RetrievalLeg, number>> = {}
+    if (row.keyword_rank !== null) ranks.keyword = Number(row.keyword_rank)
+    if (row.trigram_rank !== null) ranks.trigram = Number(row.trigram_rank)
+    if (row.vector_rank !== null) ranks.vector = Number(row.vector_rank)
+    return {
+      chunkId: row.id,
+      textbook: { id: row.textbook_id, title: row.title, subject: row.subject, grade: row.grade },
+      section: { path: row.section_path, title: row.section_title },
+      pageStart: row.page_start,
+      pageEnd: row.page_end,
+      pdfPageStart: row.pdf_page_start,
+      pdfPageEnd: row.pdf_page_end,
+      score: Math.min(1, row.score / maxScore),
+      content: row.content,
+      snippet,
+      snippetHtml: snippetHtml(snippet),
+      context: { previous: row.previous, next: row.next },
+      ranks,
     }
-    if (grade !== null && options.gradeMode !== 'only') {
-      const own = new Set(ownIds)
-      for (const entry of fused.values()) if (own.has(entry.textbookId)) entry.score *= OWN_GRADE_BOOST
-    }
-    const best = [...fused.entries()].sort((a, b) => b[1].score - a[1].score || a[0] - b[0]).slice(0, limit)
-    if (!best.length) return []
-
-    const maxScore = legs.length / (RRF_K + 1)
-    // Highlight the words the keyword and trigram legs searched for.
-    const hits = new Set(words.flatMap((w) => [w.resolved, ...w.forms.map((f) => f.word), ...w.similar.map((s) => s.word)]))
-    const isHit = (word: string) => hits.has(word)
-    const details = await passageDetails(trx, best.map(([id]) => id))
-    return best.flatMap(([id, { score, ranks }]): Passage[] => {
-      const row = details.get(id)
-      if (!row) return []
-      const snippet = buildSnippet(row.content, isHit)
-      return [
-        {
-          chunkId: id,
-          textbook: { id: row.textbook_id, title: row.title, subject: row.subject, grade: row.grade },
-          section: { path: row.section_path, title: row.section_title },
-          pageStart: row.page_start,
-          pageEnd: row.page_end,
-          pdfPageStart: row.pdf_page_start,
-          pdfPageEnd: row.pdf_page_end,
-          score: Math.min(1, score / maxScore),
-          content: row.content,
-          snippet,
-          snippetHtml: snippetHtml(snippet),
-          context: { previous: row.previous, next: row.next },
-          ranks,
-        },
-      ]
-    })
   })
 }
 
-/** Every ready textbook (their chunk counts make the N of IDF), flagged when it passes the filters. */
-async function readyTextbooks(db: Kysely<DB>, options: RetrieveOptions) {
-  const { rows } = await sql<{ id: number; grade: number; chunk_count: number; allowed: boolean }>`
-    SELECT id, grade, chunk_count,
-           (${options.subject ?? null}::text IS NULL OR subject = ${options.subject ?? null})
-           AND (${options.textbookId ?? null}::int IS NULL OR id = ${options.textbookId ?? null})
-           AND (${options.gradeMode === 'only' ? (options.grade ?? null) : null}::int IS NULL OR grade = ${options.gradeMode === 'only' ? (options.grade ?? null) : null}) AS allowed
-    FROM textbooks WHERE status = 'ready'`.execute(db)
-  return rows
+interface ReadyBook {
+  id: number
+  grade: number
+  chunkCount: number
+  /** Passes the filters. */
+  allowed: boolean
+}
+
+/** Every ready textbook, flagged when it passes the filters, and the query words expanded from the vocabulary: one statement. */
+async function lookUp(db: Kysely<DB>, options: RetrieveOptions, tokens: QueryToken[]): Promise<{ books: ReadyBook[]; words: ExpandedWord[] }> {
+  const onlyGrade = options.gradeMode === 'only' ? (options.grade ?? null) : null
+  const { rows } = await sql<{ books: [number, number, number, boolean][]; words: [string, string, number][] }>`
+    SELECT (
+      SELECT coalesce(json_agg(json_build_array(id, grade, chunk_count,
+               (${options.subject ?? null}::text IS NULL OR subject = ${options.subject ?? null})
+               AND (${options.textbookId ?? null}::int IS NULL OR id = ${options.textbookId ?? null})
+               AND (${onlyGrade}::int IS NULL OR grade = ${onlyGrade}))), '[]'::json)
+      FROM textbooks WHERE status = 'ready'
+    ) AS books,
+    ${prefixLookupJson(prefixLookups(tokens))} AS words`.execute(db)
+  const row = rows[0]!
+  return {
+    books: row.books.map(([id, grade, chunkCount, allowed]) => ({ id, grade, chunkCount, allowed })),
+    words: expandQueryWords(tokens, row.words),
+  }
 }
 
 function idf(df: number, total: number): number {
@@ -185,6 +196,133 @@ function scopeFilter(ids: number[], section: string | null): RawBuilder<unknown>
     : sql`textbook_id = ANY(${ids}::int[])`
 }
 
+interface SearchPlan {
+  words: ExpandedWord[]
+  legs: readonly RetrievalLeg[]
+  totalChunks: number
+  scope: RawBuilder<unknown>
+  vector: { vector: number[]; embedder: Embedder; scopes: RawBuilder<unknown>[] } | null
+  /** Textbooks whose chunks get the own-grade boost. */
+  boosted: number[]
+  candidates: number
+  limit: number
+}
+
+interface PassageRow {
+  id: number
+  keyword_rank: string | number | null
+  trigram_rank: string | number | null
+  vector_rank: string | number | null
+  score: number
+  textbook_id: number
+  title: string
+  subject: string
+  grade: number
+  section_path: string
+  section_title: string
+  page_start: number
+  page_end: number
+  pdf_page_start: number
+  pdf_page_end: number
+  content: string
+  previous: string | null
+  next: string | null
+  /** The trigram lookups' words (the same on every row), for highlights. */
+  similar_words: string[] | null
+}
+
+/**
+ * One statement does the rest: the settings, similar words, each leg as CTEs, reciprocal rank
+ * fusion with the own-grade boost and the evidence rule, and the passages' details.
+ *
+ * Ordering: `settings` is a materialized CTE, and every index scan that depends on a setting
+ * (the trigram lookups, an HNSW scan) sits in a LATERAL subquery that refers to one of its
+ * columns, so Postgres evaluates set_config before it starts those scans. The settings are
+ * transaction-local, and the statement is its own transaction: they end with it.
+ */
+async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
+  const { words, legs, totalChunks } = plan
+  const ctes: RawBuilder<unknown>[] = [sql`settings AS MATERIALIZED (${settingsCte()})`]
+  ctes.push(sql`lookalikes AS MATERIALIZED (${similarWordsSql(similarityTerms(words), { table: SETTINGS, column: sql`settings.trgm` })})`)
+  const ranked: RawBuilder<unknown>[] = []
+  /** The text legs' CTEs in this statement: the vector leg ranks what they found. */
+  const found: RawBuilder<unknown>[] = []
+
+  if (legs.includes('keyword')) {
+    const evidence = keywordEvidence(words, totalChunks)
+    if (evidence.length) {
+      // Known here: the forms came with statement 1.
+      ctes.push(sql`keyword_evidence AS MATERIALIZED (
+        SELECT term, qt, qt::tsquery AS q, df, w, ord
+        FROM unnest(${evidence.map((e) => e.term)}::int[], ${evidence.map((e) => anyOf(e.words))}::text[],
+                    ${evidence.map((e) => e.df)}::int[], ${evidence.map((e) => e.weight)}::float8[]) WITH ORDINALITY AS e(term, qt, df, w, ord))`)
+      const closeness = sql`0.5 * ts_rank_cd(c.tsv, ${anyOf([...new Set(evidence.flatMap((e) => e.words))])}::tsquery)`
+      ctes.push(...textLeg('keyword', plan, closeness))
+      ranked.push(sql`SELECT 1 AS leg, id, textbook_id, row_number() OVER (ORDER BY s DESC, id) AS r FROM keyword`)
+      found.push(sql`SELECT id FROM keyword`)
+    }
+  }
+  if (legs.includes('trigram')) {
+    // For every query word, the corpus words that look like it, worth similarity × IDF.
+    ctes.push(sql`trigram_evidence AS MATERIALIZED (
+      SELECT t.term, quote_literal(s.word) AS qt, quote_literal(s.word)::tsquery AS q, s.chunks AS df,
+             s.similarity::text::float8 * ln(1 + (${totalChunks}::float8 - s.chunks + 0.5) / (s.chunks::float8 + 0.5)) AS w,
+             row_number() OVER (ORDER BY t.term, s.similarity DESC, s.word) AS ord
+      FROM unnest(${words.map((w) => w.resolved)}::text[]) WITH ORDINALITY AS t(resolved, term)
+      JOIN lookalikes s ON s.term = t.resolved)`)
+    // No proximity term on the trigram leg: it measured no better fused and costs most there.
+    ctes.push(...textLeg('trigram', plan, null))
+    ranked.push(sql`SELECT 2 AS leg, id, textbook_id, row_number() OVER (ORDER BY s DESC, id) AS r FROM trigram`)
+    found.push(sql`SELECT id FROM trigram`)
+  }
+  const textLegsRan = legs.includes('keyword') || legs.includes('trigram')
+  if (plan.vector && textLegsRan) {
+    // A passage needs text evidence (below), so the vector leg ranks the text legs' candidates
+    // by their exact cosine distance: no index, no approximation (docs/decisions/010).
+    if (found.length) {
+      ctes.push(rerankLeg(plan.vector, found, plan.candidates))
+      ranked.push(sql`SELECT 3 AS leg, id, textbook_id, row_number() OVER (ORDER BY s, id) AS r FROM vector`)
+    }
+  } else if (plan.vector) {
+    ctes.push(nearestLeg(plan.vector, plan.candidates))
+    ranked.push(sql`SELECT 3 AS leg, id, textbook_id, row_number() OVER (ORDER BY s, id) AS r FROM vector`)
+  }
+  if (!ranked.length) return []
+
+  // A passage needs text evidence: one of the text legs found it (docs/decisions/010, "Nothing
+  // found"). The vector leg reorders what they found; alone (benchmarks) it stands by itself.
+  const evidence = textLegsRan ? sql`WHERE keyword_rank IS NOT NULL OR trigram_rank IS NOT NULL` : sql``
+  // Reciprocal rank fusion: 1/(k + rank) summed in leg order, then the student's own grade.
+  const part = (rank: string) => sql`coalesce(1::float8 / (${RRF_K} + ${sql.ref(rank)}), 0)`
+  ctes.push(sql`ranked AS (${sql.join(ranked, sql` UNION ALL `)})`)
+  ctes.push(sql`fused AS (
+    SELECT id, min(textbook_id) AS textbook_id,
+           min(r) FILTER (WHERE leg = 1) AS keyword_rank,
+           min(r) FILTER (WHERE leg = 2) AS trigram_rank,
+           min(r) FILTER (WHERE leg = 3) AS vector_rank
+    FROM ranked GROUP BY id)`)
+  ctes.push(sql`best AS (
+    SELECT id, textbook_id, keyword_rank, trigram_rank, vector_rank,
+           (${part('keyword_rank')} + ${part('trigram_rank')} + ${part('vector_rank')})
+             * CASE WHEN textbook_id = ANY(${plan.boosted}::int[]) THEN ${OWN_GRADE_BOOST}::float8 ELSE 1::float8 END AS score
+    FROM fused ${evidence}
+    ORDER BY score DESC, id LIMIT ${plan.limit})`)
+  const { rows } = await sql<PassageRow>`
+    WITH ${sql.join(ctes, sql`, `)}
+    SELECT b.id, b.keyword_rank, b.trigram_rank, b.vector_rank, b.score,
+           c.textbook_id, t.title, t.subject, t.grade, c.section_path, c.section_title,
+           c.page_start, c.page_end, c.pdf_page_start, c.pdf_page_end, c.content,
+           p.content AS previous, n.content AS next,
+           (SELECT array_agg(DISTINCT word) FROM lookalikes) AS similar_words
+    FROM best b
+    JOIN chunks c ON c.id = b.id
+    JOIN textbooks t ON t.id = c.textbook_id
+    LEFT JOIN chunks p ON p.textbook_id = c.textbook_id AND p.ord = c.ord - 1 AND p.section_path = c.section_path
+    LEFT JOIN chunks n ON n.textbook_id = c.textbook_id AND n.ord = c.ord + 1 AND n.section_path = c.section_path
+    ORDER BY b.score DESC, b.id`.execute(db)
+  return rows
+}
+
 /** One corpus word (or a set of forms) that stands for query word `term`, worth `weight` to a chunk containing it. */
 interface Evidence {
   term: number
@@ -195,62 +333,51 @@ interface Evidence {
 }
 
 /**
- * A text leg in one statement. Stage 1 reads chunk ids from the GIN index for the rarest
- * evidence (up to INDEX_BUDGET index entries; without touching the chunks' text) and sums, per
- * chunk, the best weight for each query word. Stage 2 scores the RESCORE best of them in full —
- * all evidence, common words included, and with `proximity` a little cover density (ts_rank_cd)
- * for chunks where the words stand close together. When every word is common, stage 1 takes
- * chunks containing all of them instead.
+ * A text leg as three CTEs over `<leg>_evidence` (term, qt: a tsquery as text, q: the same
+ * parsed, df, w, ord). Stage 1 reads
+ * chunk ids from the GIN index for the rarest evidence (by df, up to INDEX_BUDGET index entries;
+ * without touching the chunks' text) and sums, per chunk, the best weight for each query word.
+ * Stage 2 scores the RESCORE best of them in full — all evidence, common words included, and
+ * with `closeness` a little cover density (ts_rank_cd) for chunks where the words stand close
+ * together. When every word is common, stage 1 takes chunks containing all of them instead.
  */
-async function textLeg(
-  trx: Transaction<DB>,
-  evidence: Evidence[],
-  scope: RawBuilder<unknown>,
-  candidates: number,
-  proximity: boolean,
-): Promise<LegRow[]> {
-  if (!evidence.length) return []
-  const sorted = [...evidence].sort((a, b) => a.df - b.df)
-  const rare: Evidence[] = []
-  let entries = 0
-  for (const e of sorted) {
-    if (entries + e.df > INDEX_BUDGET) break
-    rare.push(e)
-    entries += e.df
-  }
-  let stage1: RawBuilder<unknown>
-  if (rare.length) {
-    const branches = rare.map((e) => sql`SELECT id, ${e.term}::int AS t, ${e.weight}::float8 AS w FROM chunks WHERE ${scope} AND tsv @@ ${anyOf(e.words)}::tsquery`)
-    stage1 = sql`
-      SELECT id, sum(best) AS w FROM (
-        SELECT id, t, max(w) AS best FROM (${sql.join(branches, sql` UNION ALL `)}) AS hits GROUP BY id, t
-      ) AS per_term GROUP BY id ORDER BY w DESC, id LIMIT ${RESCORE}`
-  } else {
-    const terms = [...new Set(evidence.map((e) => e.term))]
-    const all = terms.map((t) => `(${anyOf(evidence.filter((e) => e.term === t).flatMap((e) => e.words))})`).join(' & ')
-    stage1 = sql`SELECT id FROM chunks WHERE ${scope} AND tsv @@ ${all}::tsquery LIMIT ${RESCORE}`
-  }
-  // Full score: for each query word, the best weight among its evidence the chunk contains.
-  // Every `@@` would detoast (decompress) the chunk's tsvector again; `words` is decompressed
-  // once per chunk (strip: lexemes without positions, all `@@` needs here; OFFSET 0 keeps the
-  // subquery from being flattened into one strip() per use). Halves the trigram leg's CPU time.
-  const terms = [...new Set(evidence.map((e) => e.term))]
-  const perTerm = terms.map(
-    (t) =>
-      sql`GREATEST(${sql.join(
-        evidence.filter((e) => e.term === t).map((e) => sql`CASE WHEN c.words @@ ${anyOf(e.words)}::tsquery THEN ${e.weight}::float8 ELSE 0 END`),
-        sql`, `,
-      )})`,
-  )
-  const closeness = proximity ? sql`0.5 * ts_rank_cd(c.tsv, ${anyOf([...new Set(evidence.flatMap((e) => e.words))])}::tsquery)` : sql`0`
-  const { rows } = await sql<LegRow & { s: number }>`
-    WITH stage1 AS (${stage1})
-    SELECT c.id, c.textbook_id, (${sql.join(perTerm, sql` + `)}) + ${closeness} AS s
-    FROM (
-      SELECT id, textbook_id, ${proximity ? sql`tsv, ` : sql``}strip(tsv) AS words FROM chunks JOIN stage1 USING (id) OFFSET 0
-    ) AS c
-    ORDER BY s DESC, c.id LIMIT ${candidates}`.execute(trx)
-  return rows
+function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBuilder<unknown> | null): RawBuilder<unknown>[] {
+  const evidence = sql.table(`${leg}_evidence`)
+  const rare = sql.table(`${leg}_rare`)
+  const stage1 = sql.table(`${leg}_stage1`)
+  return [
+    // The longest run of evidence, rarest first, whose index entries fit the budget.
+    sql`${rare} AS MATERIALIZED (
+      SELECT * FROM (SELECT e.*, sum(e.df) OVER (ORDER BY e.df, e.ord) AS entries FROM ${evidence} e) AS e
+      WHERE entries <= ${INDEX_BUDGET})`,
+    sql`${stage1} AS MATERIALIZED (
+      (SELECT id FROM (
+        SELECT id, sum(best ORDER BY term) AS w FROM (
+          SELECT hit.id, r.term, max(r.w) AS best
+          FROM ${rare} r CROSS JOIN LATERAL (SELECT id FROM chunks WHERE ${plan.scope} AND tsv @@ r.q) AS hit
+          GROUP BY hit.id, r.term
+        ) AS per_term GROUP BY id ORDER BY w DESC, id LIMIT ${RESCORE}
+      ) AS ranked)
+      UNION ALL
+      (SELECT id FROM chunks
+       WHERE NOT EXISTS (SELECT FROM ${rare}) AND ${plan.scope}
+         AND tsv @@ (SELECT string_agg('(' || any_form || ')', ' & ' ORDER BY term)::tsquery FROM (
+           SELECT term, string_agg(qt, ' | ' ORDER BY ord) AS any_form FROM ${evidence} GROUP BY term) AS per_term)
+       LIMIT ${RESCORE}))`,
+    // Full score: for each query word, the best weight among its evidence the chunk contains.
+    // Every `@@` would detoast (decompress) the chunk's tsvector again; `words` is decompressed
+    // once per chunk (strip: lexemes without positions, all `@@` needs here; OFFSET 0 keeps the
+    // subquery from being flattened into one strip() per use).
+    sql`${sql.table(leg)} AS MATERIALIZED (
+      SELECT c.id, c.textbook_id,
+             (SELECT sum(best ORDER BY term) FROM (
+                SELECT e.term, max(CASE WHEN c.words @@ e.q THEN e.w ELSE 0 END) AS best FROM ${evidence} e GROUP BY e.term
+              ) AS per_term)${closeness ? sql` + ${closeness}` : sql``} AS s
+      FROM (
+        SELECT id, textbook_id, ${closeness ? sql`tsv, ` : sql``}strip(tsv) AS words FROM chunks JOIN ${stage1} USING (id) OFFSET 0
+      ) AS c
+      ORDER BY s DESC, c.id LIMIT ${plan.candidates})`,
+  ]
 }
 
 /**
@@ -266,68 +393,52 @@ function keywordEvidence(words: ExpandedWord[], total: number): Evidence[] {
 }
 
 /**
- * Trigram leg: for every query word, the most similar corpus word a chunk contains (pg_trgm
- * similarity, so "фотосинтезийн" finds "фотосинтез", and "омийн" typed for "омын" still finds
- * it), weighted by that word's IDF.
+ * pgvector's binary form (int16 dimensions, int16 0, float4 big-endian each), with the values
+ * toVectorLiteral sends as text (7 significant digits): the same vector, without parsing 768
+ * numbers from text (~4 ms in wasm).
  */
-function trigramEvidence(words: ExpandedWord[], total: number): Evidence[] {
-  return words.flatMap((w, term) => w.similar.map((s) => ({ term, words: [s.word], df: s.chunks, weight: s.similarity * idf(s.chunks, total) })))
+function vectorBinary(v: readonly number[]): Buffer {
+  const out = Buffer.alloc(4 + 4 * v.length)
+  out.writeInt16BE(v.length, 0)
+  out.writeInt16BE(0, 2)
+  v.forEach((x, i) => {
+    if (!Number.isFinite(x)) throw new Error(`vector component ${i} is not a finite number`)
+    out.writeFloatBE(x === 0 ? 0 : Number(x.toPrecision(7)), 4 + 4 * i)
+  })
+  return out
 }
 
-/** Vector leg: nearest chunks by cosine distance on the HNSW index, for the deployment's model. */
-async function vectorLeg(
-  trx: Transaction<DB>,
-  vector: number[],
-  embedder: Embedder,
-  scopes: number[][],
-  section: string | null,
-  candidates: number,
-): Promise<LegRow[]> {
-  const column = sql.ref(vectorColumn(embedder.dimensions))
-  const literal = toVectorLiteral(vector)
-  // Materialized per scope so the HNSW scan (relaxed order with iterative scanning) runs first;
-  // the outer ORDER BY puts its candidates back in exact order.
-  const parts = scopes.map(
-    (ids) => sql`
-      SELECT * FROM (
-        SELECT id, textbook_id, ${column} <=> ${literal}::vector AS s
+/**
+ * Vector leg beside the text legs: the chunks they found (at most 2 × `candidates`), ranked by
+ * exact cosine distance to the query, for the deployment's model. Chunks embedded by another
+ * model have no comparable vector and get no vector rank.
+ */
+function rerankLeg(v: NonNullable<SearchPlan['vector']>, found: RawBuilder<unknown>[], candidates: number): RawBuilder<unknown> {
+  const column = sql.ref(vectorColumn(v.embedder.dimensions))
+  return sql`vector AS MATERIALIZED (
+      SELECT id, textbook_id, ${column} <=> ${vectorBinary(v.vector)}::vector AS s
+      FROM chunks
+      WHERE id IN (${sql.join(found, sql` UNION `)}) AND embedding_model = ${v.embedder.model} AND ${column} IS NOT NULL
+      ORDER BY s, id LIMIT ${candidates})`
+}
+
+/**
+ * Vector leg alone (`legs: ['vector']`): nearest chunks by cosine distance on the HNSW index,
+ * for the deployment's model, per scope (relaxed order with iterative scanning, so each scope's
+ * filter does not starve it); the outer ORDER BY puts the candidates back in exact order.
+ */
+function nearestLeg(v: NonNullable<SearchPlan['vector']>, candidates: number): RawBuilder<unknown> {
+  const column = sql.ref(vectorColumn(v.embedder.dimensions))
+  const parts = v.scopes.map(
+    (scope) => sql`
+      SELECT nearest.* FROM settings CROSS JOIN LATERAL (
+        SELECT id, textbook_id, ${column} <=> ${vectorBinary(v.vector)}::vector AS s
         FROM chunks
-        WHERE ${scopeFilter(ids, section)} AND embedding_model = ${embedder.model}
+        WHERE settings.hnsw IS NOT NULL AND ${scope} AND embedding_model = ${v.embedder.model}
         ORDER BY s LIMIT ${candidates}
       ) AS nearest`,
   )
-  const { rows } = await sql<LegRow & { s: number }>`
-    SELECT id, textbook_id, min(s) AS s FROM (${sql.join(parts, sql` UNION ALL `)}) AS leg
-    GROUP BY id, textbook_id ORDER BY s, id LIMIT ${candidates}`.execute(trx)
-  return rows
-}
-
-interface DetailRow {
-  id: number
-  textbook_id: number
-  title: string
-  subject: string
-  grade: number
-  section_path: string
-  section_title: string
-  page_start: number
-  page_end: number
-  pdf_page_start: number
-  pdf_page_end: number
-  content: string
-  previous: string | null
-  next: string | null
-}
-
-async function passageDetails(trx: Transaction<DB>, ids: number[]): Promise<Map<number, DetailRow>> {
-  const { rows } = await sql<DetailRow>`
-    SELECT c.id, c.textbook_id, t.title, t.subject, t.grade, c.section_path, c.section_title,
-           c.page_start, c.page_end, c.pdf_page_start, c.pdf_page_end, c.content,
-           p.content AS previous, n.content AS next
-    FROM chunks c
-    JOIN textbooks t ON t.id = c.textbook_id
-    LEFT JOIN chunks p ON p.textbook_id = c.textbook_id AND p.ord = c.ord - 1 AND p.section_path = c.section_path
-    LEFT JOIN chunks n ON n.textbook_id = c.textbook_id AND n.ord = c.ord + 1 AND n.section_path = c.section_path
-    WHERE c.id = ANY(${ids}::int[])`.execute(trx)
-  return new Map(rows.map((r) => [r.id, r]))
+  return sql`vector AS MATERIALIZED (
+      SELECT id, textbook_id, min(s) AS s FROM (${sql.join(parts, sql` UNION ALL `)}) AS leg
+      GROUP BY id, textbook_id ORDER BY s, id LIMIT ${candidates})`
 }

@@ -1,8 +1,9 @@
 import { createReadStream } from 'node:fs'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { DB, TocEntry } from '../../db/schema.ts'
 import { isSupportedDimensions } from '../../db/vector.ts'
 import { DomainError, FormError } from '../errors.ts'
+import { renewLease } from '../jobs/queue.ts'
 import { createTextbook, deleteTextbook, insertChunks, markReady, type ChunkInput } from './store.ts'
 
 /**
@@ -77,6 +78,35 @@ const CHUNK_FIELDS = ['order', 'section_path', 'section_title', 'page_start', 'p
 const CONTROL_IN_CONTENT = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/
 const CONTROL = /[\u0000-\u001f\u007f]/
 
+/**
+ * A chunk import runs in the request (or the CLI), not as a job, and its textbook sits in status
+ * 'processing' meanwhile. So that a killed import does not leave a book nobody may delete, the
+ * import holds a lease while it runs: a `jobs` row of this kind (no job runner handles it) in
+ * status 'running' whose locked_until it renews as lines arrive, deleted when the import ends.
+ * A 'processing' book without a live lease or job is abandoned (src/services/library/admin.ts).
+ */
+export const IMPORT_CHUNKS_LEASE = 'import_chunks'
+const LEASE_MS = 2 * 60_000
+const RENEW_MS = 20_000
+const LEASE_HOLDER = 'import-chunks'
+
+async function takeLease(db: Kysely<DB>, textbookId: number): Promise<number> {
+  const row = await db
+    .insertInto('jobs')
+    .values({
+      kind: IMPORT_CHUNKS_LEASE,
+      payload: JSON.stringify({ textbookId }),
+      status: 'running',
+      attempts: 1,
+      max_attempts: 1,
+      locked_by: LEASE_HOLDER,
+      locked_until: sql<Date>`now() + ${LEASE_MS} * interval '1 millisecond'`,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow()
+  return row.id
+}
+
 interface Header {
   textbook: { subject: string; grade: number; title: string; year: number | null; kind: string; replaces: number | null }
   model: string
@@ -108,6 +138,8 @@ export async function importChunksFile(db: Kysely<DB>, source: Source, options: 
   const orders = new Map<number, number>()
   const sections = new Map<string, TocEntry & { order: number }>()
   let pageCount = 0
+  let lease: number | null = null
+  let renewedAt = 0
 
   const flush = async () => {
     if (textbookId !== null && batch.length && !errors.length) {
@@ -121,6 +153,10 @@ export async function importChunksFile(db: Kysely<DB>, source: Source, options: 
   try {
     for await (const { line, text } of readLines(input, MAX_LINE_BYTES)) {
       lineCount = line
+      if (lease !== null && Date.now() - renewedAt > RENEW_MS) {
+        renewedAt = Date.now()
+        await renewLease(db, lease, LEASE_HOLDER, LEASE_MS)
+      }
       if (errors.length >= MAX_IMPORT_ERRORS) truncated = stopped = true
       if (stopped) {
         // An upload is read to its end; a file can simply be closed.
@@ -151,6 +187,8 @@ export async function importChunksFile(db: Kysely<DB>, source: Source, options: 
         if (header) {
           try {
             textbookId = (await createTextbook(db, { ...header.textbook, replacesId: header.textbook.replaces })).id
+            lease = await takeLease(db, textbookId)
+            renewedAt = Date.now()
           } catch (err) {
             if (!(err instanceof FormError)) throw err
             for (const key of Object.values(err.fields)) errors.push({ line, key, params: {} })
@@ -189,6 +227,8 @@ export async function importChunksFile(db: Kysely<DB>, source: Source, options: 
       else if (chunkCount === 0) errors.push({ line: 1, key: 'importChunks.errors.noChunks', params: {} })
     }
     if (errors.length || textbookId === null) throw new ChunkImportError(errors, truncated)
+    // Fresh for the last inserts and markReady, which may take a while on a large book.
+    if (lease !== null) await renewLease(db, lease, LEASE_HOLDER, LEASE_MS)
     await flush()
     const id = textbookId
     const toc = [...sections.values()].sort((a, b) => a.order - b.order).map(({ order: _order, ...entry }) => entry)
@@ -201,6 +241,8 @@ export async function importChunksFile(db: Kysely<DB>, source: Source, options: 
       await db.transaction().execute((trx) => deleteTextbook(trx, id)).catch(() => undefined)
     }
     throw err
+  } finally {
+    if (lease !== null) await db.deleteFrom('jobs').where('id', '=', lease).execute().catch(() => undefined)
   }
 }
 

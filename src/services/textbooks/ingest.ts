@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/schema.ts'
 import { EmbeddingError, type Embedder } from '../embeddings/index.ts'
 import { enqueueJob, type Job, type JobContext, type JobHandler } from '../jobs/queue.ts'
@@ -39,17 +39,60 @@ export interface IngestDeps {
   embedBatch?: number
 }
 
-/** Registers an uploaded PDF as a textbook to import and queues its job. Field errors (FormError) delete the upload. */
+/** An admin's PDF uploads are limited per hour (PRODUCT.md "Limits": PDF extraction 2 / hour per admin). */
+export interface UploadLimit {
+  /** The admin (users.id) who uploads; recorded in the job's payload, which is what the limit counts. */
+  userId: number
+  perHour: number
+}
+
+/** Over the hourly limit: nothing was written. `retryAfterSeconds` until the oldest counted upload leaves the hour. */
+export class UploadLimitReached extends Error {
+  readonly limit: number
+  readonly retryAfterSeconds: number
+  constructor(limit: number, retryAfterSeconds: number) {
+    super(`PDF upload limit of ${limit} per hour reached`)
+    this.limit = limit
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
+/**
+ * How many more PDFs the admin may upload this hour, counted from the stored import jobs they
+ * created in the last hour (whatever became of them: a failed extraction was work done too), and
+ * when the next one is allowed once none is left.
+ */
+export async function uploadsLeft(db: Kysely<DB>, limit: UploadLimit): Promise<{ left: number; retryAfterSeconds: number }> {
+  const { rows } = await sql<{ wait: number }>`
+    SELECT ceil(extract(epoch FROM created_at + interval '1 hour' - now()))::int AS wait FROM jobs
+    WHERE kind = ${INGEST_PDF_JOB} AND created_at > now() - interval '1 hour' AND payload->>'requestedBy' = ${String(limit.userId)}
+    ORDER BY created_at DESC`.execute(db)
+  const left = Math.max(0, limit.perHour - rows.length)
+  // Allowed again when fewer than perHour remain in the window: once the perHour-th newest leaves it.
+  return { left, retryAfterSeconds: left > 0 ? 0 : Math.max(1, rows[limit.perHour - 1]?.wait ?? 1) }
+}
+
+/**
+ * Registers an uploaded PDF as a textbook to import and queues its job. With `limit`, the
+ * admin's hourly limit is checked in the same transaction (UploadLimitReached; an advisory lock
+ * per admin keeps two uploads at once from both passing). Any error deletes the upload.
+ */
 export async function enqueuePdfImport(
   db: Kysely<DB>,
   meta: Omit<NewTextbook, 'sourcePath' | 'sourceSha256'>,
   upload: SavedUpload,
+  limit?: UploadLimit,
 ): Promise<{ textbookId: number; jobId: number }> {
   try {
     return await db.transaction().execute(async (trx) => {
+      if (limit) {
+        await sql`SELECT pg_advisory_xact_lock(hashtext(${INGEST_PDF_JOB}), ${limit.userId})`.execute(trx)
+        const { left, retryAfterSeconds } = await uploadsLeft(trx, limit)
+        if (left === 0) throw new UploadLimitReached(limit.perHour, retryAfterSeconds)
+      }
       const { id } = await createTextbook(trx, { ...meta, sourcePath: upload.relativePath, sourceSha256: upload.sha256 })
       const payload: IngestPdfPayload = { textbookId: id, file: upload.relativePath }
-      const jobId = await enqueueJob(trx, INGEST_PDF_JOB, { ...payload })
+      const jobId = await enqueueJob(trx, INGEST_PDF_JOB, { ...payload, ...(limit ? { requestedBy: limit.userId } : {}) })
       return { textbookId: id, jobId }
     })
   } catch (err) {
