@@ -258,6 +258,32 @@ test('every provider failing: the question is queued, the student is told, and t
   assert.match(metrics.body, /bagsh_chat_turns_total\{outcome="queued"\} 1\b/)
 })
 
+test('a queued answer of a school disabled meanwhile is dropped: no more model calls', async () => {
+  fake.setScript('*', { status: 503 })
+  const c = await clientFor(3)
+  const id = conversationIdOf((await c.post('/chat', { subject: 'biology', grade: '7', question: 'Навч ямар үүрэгтэй вэ?' })).headers.location)
+  let row = await answerRow(id)
+  for (let i = 0; i < 200 && row.status !== 'queued'; i++) {
+    await new Promise((r) => setTimeout(r, 25))
+    row = await answerRow(id)
+  }
+  assert.equal(row.status, 'queued')
+  fake.setScript('*', {})
+  const db = t.database.db
+  const conversation = await db.selectFrom('conversations').select('school_id').where('id', '=', id).executeTakeFirstOrThrow()
+  await sql`UPDATE schools SET disabled_at = now() WHERE id = ${conversation.school_id}`.execute(db)
+  await sql`UPDATE messages SET run_after = now() - interval '1 second' WHERE id = ${row.id}`.execute(db)
+  const asked = fake.requests.length
+  try {
+    assert.equal(await chatRuntime(t.app).worker.tick(), 0)
+    row = await answerRow(id)
+    assert.equal(row.status, 'failed')
+    assert.equal(fake.requests.length, asked, 'the model was not asked again')
+  } finally {
+    await sql`UPDATE schools SET disabled_at = NULL WHERE id = ${conversation.school_id}`.execute(db)
+  }
+})
+
 test('an answer left behind by a dead instance (lease run out) is taken over by the worker', async () => {
   const c = await clientFor(2)
   const id = conversationIdOf((await c.post('/chat', { subject: 'biology', grade: '7', question: 'Хлоропласт юу хийдэг вэ?' })).headers.location)

@@ -197,16 +197,26 @@ export async function releaseAnswers(db: Kysely<DB>, answerIds: number[]): Promi
 export async function claimDueAnswers(db: Kysely<DB>, limit: number, leaseSeconds = ANSWER_LEASE_SECONDS): Promise<AnswerJob[]> {
   const { rows } = await sql<JobRow>`
     WITH due AS (
-      SELECT id FROM messages
-      WHERE role = 'assistant' AND (
-        (status = 'queued' AND run_after <= now()) OR (status = 'answering' AND lease_until < now()))
-      ORDER BY run_after NULLS FIRST, id
+      SELECT m.id, (u.disabled_at IS NOT NULL OR s.disabled_at IS NOT NULL) AS closed
+      FROM messages m
+      JOIN conversations c ON c.id = m.conversation_id
+      JOIN users u ON u.id = c.user_id
+      JOIN schools s ON s.id = c.school_id
+      WHERE m.role = 'assistant' AND (
+        (m.status = 'queued' AND m.run_after <= now()) OR (m.status = 'answering' AND m.lease_until < now()))
+      ORDER BY m.run_after NULLS FIRST, m.id
       LIMIT ${limit}
-      FOR UPDATE SKIP LOCKED
+      FOR UPDATE OF m SKIP LOCKED
+    ),
+    -- A student or school disabled meanwhile: no more model calls (or costs) for them.
+    closed AS (
+      UPDATE messages SET status = 'failed', lease_until = NULL, run_after = NULL, error = 'account disabled'
+      FROM due WHERE messages.id = due.id AND due.closed
+      RETURNING messages.id
     ),
     a AS (
       UPDATE messages SET status = 'answering', lease_until = now() + make_interval(secs => ${leaseSeconds})
-      FROM due WHERE messages.id = due.id
+      FROM due WHERE messages.id = due.id AND NOT due.closed
       RETURNING messages.*
     )
     SELECT ${JOB_COLUMNS}
