@@ -146,6 +146,11 @@ test('a reconnect with Last-Event-ID resumes after it; every token arrives exact
   // `?after=` (a page that rendered the text so far) resumes like Last-Event-ID, without the 204.
   const after = await readStream(`${streamPath}?after=3`)
   assert.ok(after.events.filter((e) => e.id !== null).every((e) => e.id! > 3))
+  // A page rendered elsewhere (another instance numbers its events anew) may carry an `after`
+  // beyond this stream's last id: a finished answer is still sent, never a stream that only beats.
+  const beyond = await readStream(`${streamPath}?after=${doneId + 1000}`, {}, undefined, 5000)
+  assert.deepEqual(beyond.events.map((e) => e.event), ['status', 'done'])
+  assert.ok(beyond.ended)
 })
 
 test('the answer completes and is stored although the browser went away', async () => {

@@ -61,7 +61,10 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
         const stream = broker.stream(answer.id)
         if (!stream || stream.lastId <= lastEventId) return reply.code(204).header('Cache-Control', 'no-store').send()
       }
-      const after = lastEventId ?? parseEventId(request.query.after) ?? 0
+      // ?after= comes from a page rendered while the answer was being generated. Once it is
+      // finished, the final answer replaces whatever the page shows: send it whatever its id (a
+      // stream rebuilt from the database, on another instance or after a restart, numbers anew).
+      const after = lastEventId ?? (finished ? 0 : parseEventId(request.query.after)) ?? 0
       const locals = partialLocals(request, reply)
       const t = request.t
 
