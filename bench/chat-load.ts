@@ -469,11 +469,15 @@ function writeSection(table: string): void {
   const file = join(ROOT, 'docs/benchmarks.md')
   const start = '<!-- chat-load:start -->'
   const end = '<!-- chat-load:end -->'
-  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (embedded database, sample textbooks, fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling. A turn: POST the question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--write]\n\`\`\`\n\n${table}\n${end}`
+  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (\`src/server.ts\`: the embedded database on disk in its own thread, the 7 sample textbooks, the fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling (no database, no retrieval, no broker). A turn: POST a follow-up question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time. Load generator, fake, proxy and app share the machine's 2 cores with whatever else runs. The console also prints the CPU time per turn of the app (by thread) and of the proxy.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--write] [--profile DIR]\n\`\`\`\n\n${table}\n${end}`
   let doc = readFileSync(file, 'utf8')
   const a = doc.indexOf(start)
   const b = doc.indexOf(end)
-  doc = a >= 0 && b > a ? doc.slice(0, a) + section + doc.slice(b + end.length) : doc.trimEnd() + '\n\n' + section + '\n'
+  // Hand-written notes on a run (after `<!-- chat-load:notes -->`) stay; they say which run they are about.
+  const notesAt = a >= 0 && b > a ? doc.indexOf('<!-- chat-load:notes -->', a) : -1
+  const notes = notesAt >= 0 && notesAt < b ? '\n\n' + doc.slice(notesAt, b) : '\n'
+  const full = section.slice(0, -end.length - 1) + notes + end
+  doc = a >= 0 && b > a ? doc.slice(0, a) + full + doc.slice(b + end.length) : doc.trimEnd() + '\n\n' + full + '\n'
   writeFileSync(file, doc)
 }
 
