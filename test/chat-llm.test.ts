@@ -8,6 +8,7 @@ import { conversationIdOf, importSamples, llmConfigFor, makeStudents, postHtmx, 
 import { startFakeOpenRouter, type FakeOpenRouter } from './fakes/openrouter.ts'
 import { chatRuntime } from '../src/routes/chat/index.ts'
 import { statementKind } from '../src/services/chat/metrics.ts'
+import { MAX_ANSWER_CHARS } from '../src/services/chat/broker.ts'
 
 /**
  * The tutor with an LLM: a fake OpenRouter on loopback streams the answers. Usage is stored per
@@ -282,6 +283,17 @@ test('a queued answer of a school disabled meanwhile is dropped: no more model c
   } finally {
     await sql`UPDATE schools SET disabled_at = NULL WHERE id = ${conversation.school_id}`.execute(db)
   }
+})
+
+test('a model that ignores max_tokens: the answer is cut at the cap and stored once', async () => {
+  fake.setScript('*', { tokens: Array.from({ length: 40 }, (_, i) => `${i} ${'үг '.repeat(333)}`) })
+  const c = await clientFor(4)
+  const id = conversationIdOf((await c.post('/chat', { subject: 'biology', grade: '7', question: 'Ургамал яаж ургадаг вэ?' })).headers.location)
+  await waitForAnswers(c, `/chat/${id}`)
+  const row = await answerRow(id)
+  assert.equal(row.status, 'done')
+  assert.equal(row.content!.length, MAX_ANSWER_CHARS)
+  assert.equal(row.attempts, 0)
 })
 
 test('an answer left behind by a dead instance (lease run out) is taken over by the worker', async () => {

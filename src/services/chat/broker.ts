@@ -18,6 +18,10 @@ import { buildChatRequest } from './prompt.ts'
  * polling their row, one query per poll for all of them.
  */
 
+
+/** At most this much answer text is kept (max_tokens 2048 is ~10 000 characters). */
+export const MAX_ANSWER_CHARS = 30_000
+
 export interface FinalAnswer {
   status: 'done' | 'failed'
   content: string
@@ -328,9 +332,13 @@ export class AnswerBroker {
       let text = ''
       for await (const event of this.llm.streamChat(request)) {
         if (event.type === 'token') {
-          text += event.text
-          stream.token(event.text)
           armSlow()
+          // A provider ignoring max_tokens: what is beyond the cap is dropped, never stored (the
+          // column holds 100 000 characters; an answer that cannot be stored would be retried).
+          if (text.length >= MAX_ANSWER_CHARS) continue
+          const piece = event.text.slice(0, MAX_ANSWER_CHARS - text.length)
+          text += piece
+          stream.token(piece)
         } else if (event.type === 'restart') {
           text = ''
           stream.reset()
