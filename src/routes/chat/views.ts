@@ -70,19 +70,11 @@ export function answerView(conversationId: number, m: ChatMessage, broker: Answe
   if (final) return finalView(m.id, final, latest && !m.detail, t)
   const text = stream?.text ?? ''
   const slow = stream ? stream.slow : m.status === 'queued' || Date.now() - m.createdAt.getTime() > SLOW_AFTER_MS
-  return {
-    id: m.id,
-    status: 'pending',
-    slow,
-    text,
-    streamUrl: streamUrl(conversationId, m.id, text && stream ? stream.lastId : 0),
-    kind: null,
-    cached: false,
-    html: '',
-    mathCss: null,
-    citations: [],
-    canMore: false,
-  }
+  return pendingView(m.id, slow, text, streamUrl(conversationId, m.id, text && stream ? stream.lastId : 0))
+}
+
+function pendingView(id: number, slow: boolean, text: string, url: string): AnswerView {
+  return { id, status: 'pending', slow, text, streamUrl: url, kind: null, cached: false, html: '', mathCss: null, citations: [], canMore: false }
 }
 
 /** An answer the broker just started (no database read): pending, or final if it already is. */
@@ -90,19 +82,7 @@ export function startedAnswerView(conversationId: number, answerId: number, brok
   const stream = broker.stream(answerId)
   const final = stream?.final
   if (final) return finalView(answerId, final, true, t)
-  return {
-    id: answerId,
-    status: 'pending',
-    slow: stream?.slow ?? false,
-    text: '',
-    streamUrl: streamUrl(conversationId, answerId),
-    kind: null,
-    cached: false,
-    html: '',
-    mathCss: null,
-    citations: [],
-    canMore: false,
-  }
+  return pendingView(answerId, stream?.slow ?? false, '', streamUrl(conversationId, answerId))
 }
 
 /** The final state of a streamed answer; `presented`: its HTML rendered elsewhere (the renderer thread). */

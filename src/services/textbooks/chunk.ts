@@ -1,3 +1,5 @@
+import type { ChunkInput } from './store.ts'
+
 /**
  * Splits a book's text into retrieval chunks. Input is the book as ordered paragraphs, each
  * tagged with its PDF page and section (the PDF ingestion and the sample loader both produce
@@ -22,17 +24,8 @@ export interface PageRef {
   number: number | null
 }
 
-export interface ChunkDraft {
-  ord: number
-  sectionPath: string
-  sectionTitle: string
-  /** Printed page numbers (the PDF page where none is printed): what citations show. */
-  pageStart: number
-  pageEnd: number
-  pdfPageStart: number
-  pdfPageEnd: number
-  content: string
-}
+/** A chunk as the store takes it. */
+export type ChunkDraft = ChunkInput
 
 export interface ChunkOptions {
   targetWords?: number

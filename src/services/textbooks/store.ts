@@ -35,6 +35,7 @@ export interface ChunkInput {
   ord: number
   sectionPath: string
   sectionTitle: string
+  /** Printed page numbers (the PDF page where none is printed): what citations show. */
   pageStart: number
   pageEnd: number
   pdfPageStart: number
