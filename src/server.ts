@@ -3,6 +3,7 @@ import { loadConfig, type Config } from './config.ts'
 import { openDatabase } from './db/index.ts'
 import { migrate } from './db/migrate.ts'
 import { seedDemoIfEmpty } from './services/demo.ts'
+import { Housekeeper } from './services/housekeeping.ts'
 import { createEmbedder } from './services/embeddings/index.ts'
 import { createJobHandlers } from './services/jobs/handlers.ts'
 import { JobRunner } from './services/jobs/queue.ts'
@@ -15,6 +16,8 @@ export async function startServer(config: Config = loadConfig()): Promise<void> 
   const app = await buildApp({ config, database })
   // Background jobs (PDF imports, re-indexing): started once the app listens, stopped before it closes.
   const jobs = new JobRunner(database.db, createJobHandlers({ dataDir: config.dataDir, embedder: createEmbedder(config.embeddings) }), { log: app.log })
+  // Expired sessions and old login failures, deleted now and then (src/services/housekeeping.ts).
+  const housekeeper = new Housekeeper(database.db, app.log)
   let closing = false
   const shutdown = async (signal: string) => {
     if (closing) return
@@ -24,6 +27,7 @@ export async function startServer(config: Config = loadConfig()): Promise<void> 
     force.unref()
     try {
       await jobs.stop()
+      await housekeeper.stop()
       await app.close()
     } finally {
       await database.close()
@@ -45,6 +49,8 @@ export async function startServer(config: Config = loadConfig()): Promise<void> 
     }
     await app.listen({ port: config.port, host: config.host })
     jobs.start()
+    housekeeper.start()
+    void housekeeper.tick()
   } catch (err) {
     await app.close().catch(() => {})
     await database.close().catch(() => {})
