@@ -84,7 +84,7 @@ export async function buildApp({ config, database, logger }: AppDeps): Promise<F
   })
 
   await app.register(security, { secret: config.sessionSecret, secureCookies })
-  await app.register(metrics, { pool: database.pool })
+  await app.register(metrics, { pool: database.pool, token: config.metricsToken })
   // Language and `reply.page` come before the session lookup, so even a database failure there gets a localized page.
   await app.register(render, { i18n: createI18n(), staticDir: STATIC_DIR })
   await app.register(auth, { db: database.db, secureCookies, sessionCacheMs: config.sessionCacheMs })

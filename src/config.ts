@@ -25,6 +25,12 @@ export interface Config {
   /** PDFs one admin may upload through the form per hour (PDF_UPLOADS_PER_HOUR, default 2). */
   pdfUploadsPerHour: number
   version: string
+  /**
+   * METRICS_TOKEN: when set, /metrics wants `Authorization: Bearer <token>`. Unset: /metrics answers
+   * only direct requests from loopback or private addresses (a scraper inside the network, such as
+   * Fly's), never requests that came through a proxy. Everyone else gets 404.
+   */
+  metricsToken: string | null
   embeddings: EmbeddingsConfig
   chat: ChatConfig
   llm: LlmConfig
@@ -185,6 +191,12 @@ function llmFrom(env: NodeJS.ProcessEnv): LlmConfig {
   }
 }
 
+function metricsTokenFrom(env: NodeJS.ProcessEnv): string | null {
+  const token = env.METRICS_TOKEN?.trim() || null
+  if (token && token.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters')
+  return token
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const production = env.NODE_ENV === 'production'
   const databaseUrl = env.DATABASE_URL?.trim() || null
@@ -214,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     pdfMaxBytes: intFrom(env, 'PDF_MAX_MB', 200, 1, 200) * 1024 * 1024,
     pdfUploadsPerHour: intFrom(env, 'PDF_UPLOADS_PER_HOUR', 2, 1, 1000),
     version: packageVersion(),
+    metricsToken: metricsTokenFrom(env),
     embeddings: embeddingsFrom(env),
     chat: { perMinute: intFrom(env, 'CHAT_PER_MINUTE', 30, 1, 10_000), perDay: intFrom(env, 'CHAT_PER_DAY', 50, 1, 100_000) },
     llm: llmFrom(env),

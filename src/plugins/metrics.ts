@@ -1,4 +1,7 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { isIP } from 'node:net'
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import type pg from 'pg'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
@@ -8,8 +11,39 @@ declare module 'fastify' {
   }
 }
 
+/** Headers a reverse proxy adds: a request carrying one came from outside, whatever its socket says. */
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'fly-client-ip', 'x-real-ip', 'cf-connecting-ip']
+
+/** Loopback, RFC 1918, link-local, IPv6 unique-local (Fly's private network is fdaa::/16). */
+export function isPrivateAddress(address: string | undefined): boolean {
+  if (!address) return false
+  const ip = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address
+  if (isIP(ip) === 4) {
+    const [a, b] = ip.split('.').map(Number) as [number, number]
+    return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254)
+  }
+  if (isIP(ip) === 6) {
+    const lower = ip.toLowerCase()
+    return lower === '::1' || /^f[cd][0-9a-f]{2}:/.test(lower) || /^fe[89ab][0-9a-f]:/.test(lower)
+  }
+  return false
+}
+
+const digest = (value: string) => createHash('sha256').update(value).digest()
+
+/** May this request read /metrics? See Config.metricsToken. */
+export function mayReadMetrics(request: FastifyRequest, token: string | null): boolean {
+  if (token) {
+    const header = request.headers.authorization ?? ''
+    const given = header.startsWith('Bearer ') ? header.slice(7).trim() : ''
+    return given !== '' && timingSafeEqual(digest(given), digest(token))
+  }
+  if (PROXY_HEADERS.some((h) => request.headers[h] !== undefined)) return false
+  return isPrivateAddress(request.socket.remoteAddress)
+}
+
 /** Prometheus text at /metrics: requests by route and status, durations, the DB pool. */
-export default fp<{ pool: pg.Pool }>(async (app, opts) => {
+export default fp<{ pool: pg.Pool; token: string | null }>(async (app, opts) => {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'bagsh_' })
   const requests = new Counter({
@@ -46,7 +80,9 @@ export default fp<{ pool: pg.Pool }>(async (app, opts) => {
     durations.observe({ method: request.method, route }, reply.elapsedTime / 1000)
   })
 
-  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+  app.get('/metrics', { logLevel: 'warn' }, async (request, reply) => {
+    // 404 like any unknown path: the public internet is not told there is something here.
+    if (!mayReadMetrics(request, opts.token)) return reply.callNotFound()
     reply.header('Content-Type', registry.contentType)
     return registry.metrics()
   })
