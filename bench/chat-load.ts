@@ -14,7 +14,8 @@
 // machine-independent where turns/s depend on what else runs). --write updates docs/benchmarks.md.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -87,6 +88,88 @@ interface LevelResult {
   peakRssMb: number | null
   /** CPU time of the server process (app or proxy) per turn: total, and per thread for the app. */
   cpu: { total: number; threads: string } | null
+  /** App: where the time before the first token went, from the app's /metrics (see breakdown()). */
+  breakdown: Breakdown | null
+}
+
+// --- The app's own view of a turn (its /metrics, scraped before and after a level) -------------
+
+type Scrape = Map<string, number>
+
+async function scrape(base: string, agent: Agent): Promise<Scrape> {
+  const res = await request(`${base}/metrics`, { dispatcher: agent })
+  const out: Scrape = new Map()
+  for (const line of (await res.body.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue
+    const sp = line.lastIndexOf(' ')
+    out.set(line.slice(0, sp), Number(line.slice(sp + 1)))
+  }
+  return out
+}
+
+/** Mean and (bucket-interpolated) p50/p95 of one histogram series between two scrapes, in ms. */
+interface Stat { n: number; mean: number; p50: number; p95: number }
+
+function histogramDelta(before: Scrape, after: Scrape, name: string, labels: string): Stat | null {
+  const delta = (key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0)
+  const n = delta(`${name}_count{${labels}}`)
+  if (!n) return null
+  const buckets: [number, number][] = []
+  for (const key of after.keys()) {
+    if (!key.startsWith(`${name}_bucket{`) || !key.includes(labels)) continue
+    const le = /le="([^"]+)"/.exec(key)![1]!
+    buckets.push([le === '+Inf' ? Infinity : Number(le), delta(key)])
+  }
+  buckets.sort((a, b) => a[0] - b[0])
+  const q = (p: number) => {
+    const rank = p * n
+    let prevLe = 0
+    let prevCount = 0
+    for (const [le, count] of buckets) {
+      if (count >= rank) return le === Infinity ? prevLe : prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount)
+      prevLe = le
+      prevCount = count
+    }
+    return prevLe
+  }
+  return { n, mean: (delta(`${name}_sum{${labels}}`) / n) * 1000, p50: q(0.5) * 1000, p95: q(0.95) * 1000 }
+}
+
+const PHASES = ['store', 'retrieve', 'prompt', 'model', 'first_token'] as const
+type Breakdown = {
+  phases: Partial<Record<(typeof PHASES)[number] | 'post', Stat>>
+  loopLagP99Ms: number | null
+  /** Database pool connections in use and queries waiting for one, halfway through the level. */
+  pool: { busy: number; waiting: number } | null
+}
+
+function breakdown(before: Scrape, after: Scrape): Breakdown {
+  const phases: Breakdown['phases'] = {}
+  for (const phase of PHASES) {
+    const stat = histogramDelta(before, after, 'bagsh_chat_turn_phase_seconds', `phase="${phase}"`)
+    if (stat) phases[phase] = stat
+  }
+  const post = histogramDelta(before, after, 'bagsh_http_request_duration_seconds', 'method="POST",route="/chat/:id/messages"')
+  if (post) phases.post = post
+  const lag = after.get('bagsh_nodejs_eventloop_lag_p99_seconds')
+  return { phases, loopLagP99Ms: lag === undefined ? null : lag * 1000, pool: null }
+}
+
+function poolOf(mid: Scrape): Breakdown['pool'] {
+  const total = mid.get('bagsh_db_pool_connections{state="total"}')
+  const idle = mid.get('bagsh_db_pool_connections{state="idle"}')
+  const waiting = mid.get('bagsh_db_pool_connections{state="waiting"}')
+  return total === undefined || idle === undefined || waiting === undefined ? null : { busy: total - idle, waiting }
+}
+
+function formatBreakdown(b: Breakdown): string {
+  const f = (s: Stat | undefined) => (s ? `${s.mean.toFixed(0)} / ${s.p50.toFixed(0)} / ${s.p95.toFixed(0)}` : '—')
+  return (
+    `      in the app (mean / p50 / p95 ms): POST handled ${f(b.phases.post)}; question stored ${f(b.phases.store)}; ` +
+    `retrieval ${f(b.phases.retrieve)}; prompt ${f(b.phases.prompt)}; LLM request → first token here ${f(b.phases.model)}; ` +
+    `question → first token here ${f(b.phases.first_token)}; event-loop delay p99 ${b.loopLagP99Ms?.toFixed(0) ?? '—'} ms; ` +
+    `database pool halfway: ${b.pool ? `${b.pool.busy} connections busy, ${b.pool.waiting} queries waiting` : '—'}`
+  )
 }
 
 function percentile(values: number[], p: number): number {
@@ -282,8 +365,12 @@ async function level(
   turn: (worker: number, n: number) => Promise<TurnResult>,
   pid: number | null,
   cpuPid: number | null = pid,
+  metricsOf: (() => Promise<Scrape>) | null = null,
 ): Promise<LevelResult> {
   const results: TurnResult[] = []
+  const scrapeBefore = metricsOf ? await metricsOf() : null
+  let scrapeMid: Promise<Scrape | null> = Promise.resolve(null)
+  const midTimer = metricsOf ? setTimeout(() => (scrapeMid = metricsOf().catch(() => null)), (seconds * 1000) / 2) : null
   const cpuBefore = cpuPid ? threadCpuMs(cpuPid) : null
   let peak: number | null = pid ? rssMb(pid) : null
   const sampler = pid ? setInterval(() => (peak = Math.max(peak ?? 0, rssMb(pid) ?? 0)), 250) : null
@@ -311,6 +398,9 @@ async function level(
     }
   }
   const errors = results.filter((r) => !r.ok)
+  const scrapeAfter = metricsOf ? await metricsOf() : null
+  if (midTimer) clearTimeout(midTimer)
+  const mid = await scrapeMid
   return {
     target,
     students: workers,
@@ -322,6 +412,7 @@ async function level(
     phases: target === 'app' ? { post: percentile(ok.map((r) => r.postMs ?? NaN), 50), stream: percentile(ok.map((r) => r.streamMs ?? NaN), 50) } : null,
     peakRssMb: peak,
     cpu,
+    breakdown: scrapeBefore && scrapeAfter ? { ...breakdown(scrapeBefore, scrapeAfter), pool: mid ? poolOf(mid) : null } : null,
   }
 }
 
@@ -383,7 +474,9 @@ async function main(): Promise<void> {
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       BAGSH_DEMO: '0',
-      NODE_ENV: 'development',
+      // As deployed: templates compiled once and cached (development recompiles them at every render).
+      NODE_ENV: 'production',
+      SESSION_SECRET: randomBytes(32).toString('hex'),
       LOG_LEVEL: 'warn',
       RATE_LIMIT_PER_MINUTE: '1000000',
       CHAT_PER_MINUTE: '10000',
@@ -396,6 +489,13 @@ async function main(): Promise<void> {
     let appLog = ''
     app.stdout!.on('data', (d: Buffer) => (appLog = (appLog + d.toString()).slice(-20_000)))
     app.stderr!.on('data', (d: Buffer) => (appLog = (appLog + d.toString()).slice(-20_000)))
+    // BENCH_APP_LOG=file: the app's whole output goes there too (with BAGSH_DB_STATS=1, the database thread's statement stats).
+    if (process.env.BENCH_APP_LOG) {
+      const file = process.env.BENCH_APP_LOG
+      const append = (d: Buffer) => appendFileSync(file, d)
+      app.stdout!.on('data', append)
+      app.stderr!.on('data', append)
+    }
     const appBase = `http://127.0.0.1:${appPort}`
     try {
       await waitForHealth(appBase)
@@ -419,7 +519,7 @@ async function main(): Promise<void> {
       const proxy = await level('proxy', students_, seconds, () => proxyTurn(`http://127.0.0.1:${proxyPort}`, agent), null, proxyProc.pid ?? null)
       results.push(proxy)
       print(proxy, fakeTtft)
-      const appResult = await level('app', students_, seconds, (w, n) => appTurn(appBase, agent, students[w]!, n), app.pid ?? null)
+      const appResult = await level('app', students_, seconds, (w, n) => appTurn(appBase, agent, students[w]!, n), app.pid ?? null, app.pid ?? null, () => scrape(appBase, agent))
       results.push(appResult)
       print(appResult, fakeTtft)
     }
@@ -442,6 +542,7 @@ function print(r: LevelResult, fakeTtft: number): void {
       `${r.phases ? `POST done p50 ${r.phases.post.toFixed(0)} ms, stream headers p50 ${r.phases.stream.toFixed(0)} ms, ` : ''}errors ${r.errors}${r.errorSamples.length ? ` (${r.errorSamples.join('; ')})` : ''}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}` +
       `${r.cpu ? `, CPU per turn ${r.cpu.total.toFixed(0)} ms (${r.cpu.threads})` : ''}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
   )
+  if (r.breakdown) console.log(formatBreakdown(r.breakdown))
 }
 
 function render(results: LevelResult[], fakeTtft: number, opts: Record<string, string>): string {
@@ -462,6 +563,25 @@ function render(results: LevelResult[], fakeTtft: number, opts: Record<string, s
       `| ${students} | ${pr.toFixed(1)} | ${ar.toFixed(1)} | ${((ar / pr) * 100).toFixed(0)}% | ${ms(p.ttft.p50)} / ${ms(a.ttft.p50)} | ${ms(p.ttft.p95)} / ${ms(a.ttft.p95)} | ${p.errors} / ${a.errors} | ${a.peakRssMb ?? '—'} MB |`,
     )
   }
+  const apps = results.filter((r) => r.target === 'app' && r.breakdown)
+  if (apps.length) {
+    lines.push(
+      '',
+      "Where the app's time before the first token went, from its own metrics (`bagsh_chat_turn_phase_seconds`, `bagsh_http_request_duration_seconds`): mean / p95 in ms (p95 interpolated in histogram buckets). The POST includes storing the question; retrieval and the LLM request run after the POST has answered, while the browser opens the stream.",
+      '',
+      '| students | POST handled | question stored | retrieval | LLM request → first token here | question → first token here | event-loop delay p99 | database pool halfway (busy / waiting) |',
+      '|---|---|---|---|---|---|---|---|',
+    )
+    for (const a of apps) {
+      const f = (phase: keyof Breakdown['phases']) => {
+        const st = a.breakdown!.phases[phase]
+        return st ? `${st.mean.toFixed(0)} / ${st.p95.toFixed(0)}` : '—'
+      }
+      const lag = a.breakdown!.loopLagP99Ms
+      const pool = a.breakdown!.pool
+      lines.push(`| ${a.students} | ${f('post')} | ${f('store')} | ${f('retrieve')} | ${f('model')} | ${f('first_token')} | ${lag === null ? '—' : `${lag.toFixed(0)} ms`} | ${pool ? `${pool.busy} / ${pool.waiting}` : '—'} |`)
+    }
+  }
   return lines.join('\n')
 }
 
@@ -469,7 +589,7 @@ function writeSection(table: string): void {
   const file = join(ROOT, 'docs/benchmarks.md')
   const start = '<!-- chat-load:start -->'
   const end = '<!-- chat-load:end -->'
-  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (\`src/server.ts\`: the embedded database on disk in its own thread, the 7 sample textbooks, the fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling (no database, no retrieval, no broker). A turn: POST a follow-up question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time. Load generator, fake, proxy and app share the machine's 2 cores with whatever else runs. The console also prints the CPU time per turn of the app (by thread) and of the proxy.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--write] [--profile DIR]\n\`\`\`\n\n${table}\n${end}`
+  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (\`src/server.ts\` with \`NODE_ENV=production\`: the embedded database on disk in its own thread, the 7 sample textbooks, the fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling (no database, no retrieval, no broker). A turn: POST a follow-up question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time. Load generator, fake, proxy and app share the machine's 2 cores with whatever else runs. The console also prints the CPU time per turn of the app (by thread) and of the proxy, and the breakdown below; \`BAGSH_DB_STATS=1 BENCH_APP_LOG=file\` also writes the database thread's per-statement waits and run times to the file.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--write] [--profile DIR]\n\`\`\`\n\n${table}\n${end}`
   let doc = readFileSync(file, 'utf8')
   const a = doc.indexOf(start)
   const b = doc.indexOf(end)

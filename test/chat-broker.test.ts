@@ -4,9 +4,9 @@ import { Registry } from 'prom-client'
 import { buildTestApp, type TestApp } from './helpers/app.ts'
 import { importSamples, llmConfigFor, makeStudents } from './helpers/chat.ts'
 import { startFakeOpenRouter, type FakeOpenRouter } from './fakes/openrouter.ts'
-import { AnswerBroker, AnswerStream, type StreamEvent } from '../src/services/chat/broker.ts'
+import { ANSWER_DEADLINE_MS, AnswerBroker, AnswerStream, LEASE_MARGIN_MS, type StreamEvent } from '../src/services/chat/broker.ts'
 import { AnswerWorker } from '../src/services/chat/worker.ts'
-import { storeQuestion } from '../src/services/chat/questions.ts'
+import { ANSWER_LEASE_SECONDS, storeQuestion } from '../src/services/chat/questions.ts'
 import { cacheKeyFor, isPersonal } from '../src/services/chat/cache.ts'
 import { createChatMetrics, statementKind } from '../src/services/chat/metrics.ts'
 import { buildChatRequest, estimateTokens, systemPrompt, trimHistory } from '../src/services/chat/prompt.ts'
@@ -212,6 +212,89 @@ describe('broker and worker on a real database', () => {
     const kinds = events.map((e) => (e.type === 'status' ? `status:${e.status}` : e.type))
     assert.deepEqual(kinds.slice(0, 3), ['status:slow', 'status:working', 'token'])
     assert.equal(kinds.at(-1), 'done')
+    await b.shutdown(1000)
+  })
+
+  test('an attempt past its deadline is aborted and queued like a stall, then answered by the worker', async () => {
+    // 40 tokens at 10/s would take 4 s; the deadline (3 minutes, shortened) ends it first.
+    fake.setScript('*', { tps: 10, tokens: 40 })
+    const db = t.database.db
+    const b = new AnswerBroker({
+      db,
+      llm: createLlm(llmConfigFor(fake.url)),
+      embedder: createLocalEmbedder(),
+      metrics: createChatMetrics(new Registry()),
+      events: new LearningEventBatcher(db),
+      log: quiet,
+      deadlineMs: 400,
+    })
+    const job = await newQuestion('Навчны амсар юу хийдэг вэ?')
+    const events: StreamEvent[] = []
+    const started = Date.now()
+    b.start(job)
+    void b.watch(job.answerId, 0, (e) => events.push(e))
+    let row = await status(job.answerId)
+    for (let i = 0; i < 200 && row.status !== 'queued'; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      row = await status(job.answerId)
+    }
+    assert.equal(row.status, 'queued')
+    assert.ok(Date.now() - started < 3000, 'ended by the deadline, not by the end of the stream')
+    const full = await db.selectFrom('messages').select(['attempts', 'error']).where('id', '=', String(job.answerId)).executeTakeFirstOrThrow()
+    assert.equal(full.attempts, 1)
+    assert.match(String(full.error), /no answer within 400 ms/)
+    assert.equal(row.lease_until, null)
+    assert.ok(row.run_after!.getTime() > Date.now(), 'retried after a backoff')
+    // Watchers saw text, then it was dropped and they were told the connection is slow.
+    const kinds = events.map((e) => (e.type === 'status' ? `status:${e.status}` : e.type))
+    assert.ok(kinds.includes('token'), kinds.join(','))
+    assert.deepEqual(kinds.slice(-2), ['reset', 'status:slow'])
+    for (let i = 0; i < 50 && fake.requests.at(-1)!.outcome === 'pending'; i++) await new Promise((r) => setTimeout(r, 20))
+    assert.equal(fake.requests.at(-1)!.outcome, 'client-closed', 'the upstream request was aborted')
+    assert.equal(b.active, 0)
+    // Due again: a worker (default deadline) takes it and answers it.
+    fake.setScript('*', { tps: 0, tokens: 10 })
+    await db.updateTable('messages').set({ run_after: new Date(Date.now() - 1000) }).where('id', '=', String(job.answerId)).execute()
+    const other = broker(0)
+    assert.equal(await new AnswerWorker(db, other, quiet).tick(), 1)
+    for (let i = 0; i < 200 && (await status(job.answerId)).status !== 'done'; i++) await new Promise((r) => setTimeout(r, 25))
+    assert.equal((await status(job.answerId)).status, 'done')
+    await other.shutdown(1000)
+    await b.shutdown(100)
+  })
+
+  test('the lease outlasts the deadline, so no other instance takes over an answer still running', () => {
+    assert.ok(ANSWER_LEASE_SECONDS * 1000 >= ANSWER_DEADLINE_MS + LEASE_MARGIN_MS)
+    const options = {
+      db: t.database.db,
+      llm: null,
+      embedder: createLocalEmbedder(),
+      metrics: createChatMetrics(new Registry()),
+      events: new LearningEventBatcher(t.database.db),
+      log: quiet,
+    }
+    assert.throws(() => new AnswerBroker({ ...options, deadlineMs: ANSWER_LEASE_SECONDS * 1000 }), /must end well before its lease/)
+  })
+
+  test('an answer another instance stored first: watchers here get the stored answer, not this one', async () => {
+    const b = broker(20) // 40 tokens at 20/s
+    const job = await newQuestion('Ургамал яаж ургадаг вэ?')
+    const stream = b.start(job)
+    for (let i = 0; i < 200 && !stream.text; i++) await new Promise((r) => setTimeout(r, 20))
+    assert.ok(stream.text, 'streaming')
+    // Meanwhile another instance stored its answer (its lease had run out, say).
+    const elsewhere = 'Өөр инстанцын хадгалсан хариулт.'
+    await t.database.db.updateTable('messages').set({ status: 'done', content: elsewhere, kind: 'llm', lease_until: null }).where('id', '=', String(job.answerId)).execute()
+    const final = await new Promise<StreamEvent>((resolve) => {
+      void b.watch(job.answerId, 0, (e) => {
+        if (e.type === 'done') resolve(e)
+      })
+    })
+    assert.equal(final.type, 'done')
+    if (final.type === 'done') assert.equal(final.answer.content, elsewhere)
+    assert.equal(stream.final?.content, elsewhere, 'later watchers and the page too')
+    const row = await t.database.db.selectFrom('messages').select('content').where('id', '=', String(job.answerId)).executeTakeFirstOrThrow()
+    assert.equal(row.content, elsewhere)
     await b.shutdown(1000)
   })
 

@@ -58,6 +58,13 @@ before(async () => {
   await waitForAnswers(c, `/chat/${id}`)
   for (const q of ['хлоропласт гэж юу вэ', 'ургамал яаж амьсгалдаг вэ', 'эсийн бөөм юу хийдэг вэ']) await c.post(`/chat/${id}/messages`, { question: q })
   add('offline, 4 turns', await waitForAnswers(c, `/chat/${id}`))
+  // A queued answer (every provider failed; not due for an hour): the page refreshes itself without JS.
+  const queued = await db.insertInto('conversations').values({ user_id: students[0]!.id, school_id: school.id, subject: 'biology', grade: 7, title: 'хүлээгдэж буй' }).returning('id').executeTakeFirstOrThrow()
+  await sql`
+    WITH q AS (INSERT INTO messages (conversation_id, user_id, role, content) VALUES (${queued.id}, ${students[0]!.id}, 'user', 'хүлээгдэж буй асуулт') RETURNING id)
+    INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to, run_after)
+    SELECT ${queued.id}, ${students[0]!.id}, 'assistant', '', 'queued', q.id, now() + interval '1 hour' FROM q`.execute(db)
+  add('queued', await c.get(`/chat/${queued.id}`))
   add('422 new', await c.post('/chat', { subject: '', grade: '', question: '' }))
   add('422 follow-up', await c.post(`/chat/${id}/messages`, { question: 'ф'.repeat(4001) }))
   add('with context', await c.get(`/chat?textbook=${(await db.selectFrom('textbooks').select('id').executeTakeFirstOrThrow()).id}&section=2.1`))
@@ -104,12 +111,16 @@ after(async () => {
 
 test('each state was reached with its status', () => {
   const expected: Record<string, number> = {
-    'list (empty)': 200, pending: 200, 'offline, 4 turns': 200, '422 new': 422, '422 follow-up': 422, 'with context': 200,
+    'list (empty)': 200, pending: 200, 'offline, 4 turns': 200, queued: 200, '422 new': 422, '422 follow-up': 422, 'with context': 200,
     'long answers with math': 200, '429 wait': 429, '429 daily': 429, 'list (full)': 200,
     'student home (empty)': 200, 'student home (recent)': 200,
   }
   assert.deepEqual(Object.fromEntries(pages.map((p) => [p.label, p.status])), expected)
   assert.match(pages.find((p) => p.label === 'long answers with math')!.body, /class="katex"/)
+  // Without JavaScript a pending answer's page refreshes itself (slower when queued); with it, it streams.
+  const queued = pages.find((p) => p.label === 'queued')!.body
+  assert.ok(queued.includes('<noscript><meta http-equiv="refresh" content="10"></noscript>'))
+  assert.match(queued, /<ol class="turns" id="turns" data-refresh="10">/)
 })
 
 test(`every chat page is at most ${MAX_GZIP_BYTES} bytes gzipped`, () => {

@@ -1,10 +1,15 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { buildTestApp, type TestApp } from './helpers/app.ts'
 import { TestClient } from './helpers/client.ts'
 import { conversationIdOf, importSamples, llmConfigFor, makeStudents, waitForAnswers } from './helpers/chat.ts'
 import { startFakeOpenRouter, type FakeOpenRouter } from './fakes/openrouter.ts'
+import { MAX_STREAMS_PER_STUDENT } from '../src/routes/chat/stream.ts'
+
+const mn = JSON.parse(readFileSync(new URL('../locales/mn.json', import.meta.url), 'utf8'))
+const en = JSON.parse(readFileSync(new URL('../locales/en.json', import.meta.url), 'utf8'))
 
 /**
  * The answer stream over real HTTP, as FRONTEND.md specifies it: headers, `retry: 5000`, ~2 KB of
@@ -182,4 +187,65 @@ test('unknown, foreign or garbage ids: 404 before any stream starts', async () =
   }
   const anonymous = await fetch(base + `/chat/${conversationId}/messages/1/stream`, { redirect: 'manual' })
   assert.equal(anonymous.status, 303)
+})
+
+test('"more detail" in the final event only on the latest answer, as on the page', async () => {
+  fake.setScript('*', { tps: 0, tokens: 20 })
+  const { conversationId, streamPath: firstPath } = await ask('Навч юунаас бүтдэг вэ?')
+  await waitForAnswers(client, `/chat/${conversationId}`)
+  // While it is the latest answer, its final event offers "more detail".
+  const latest = await readStream(firstPath)
+  assert.equal(latest.events.at(-1)!.event, 'done')
+  assert.match(latest.events.at(-1)!.data, /name="detail" value="1"/)
+  // A follow-up: the first answer is no longer the latest, on the page nor in its final event.
+  const followUp = await client.post(`/chat/${conversationId}/messages`, { question: 'Навчны судал юу хийдэг вэ?' })
+  assert.equal(followUp.statusCode, 303)
+  const page = await waitForAnswers(client, `/chat/${conversationId}`)
+  assert.equal((page.body.match(/name="detail" value="1"/g) ?? []).length, 1, 'the page shows it once, on the latest answer')
+  const older = await readStream(firstPath)
+  assert.equal(older.events.at(-1)!.event, 'done')
+  assert.doesNotMatch(older.events.at(-1)!.data, /name="detail"/)
+  const answers = await t.database.db.selectFrom('messages').select('id').where('conversation_id', '=', conversationId).where('role', '=', 'assistant').orderBy('id').execute()
+  assert.equal(answers.length, 2)
+  const newest = await readStream(`/chat/${conversationId}/messages/${answers[1]!.id}/stream`)
+  assert.match(newest.events.at(-1)!.data, /name="detail" value="1"/)
+  // An older page of the conversation (?before=) does not offer it on its last answer either.
+  const question2 = await t.database.db.selectFrom('messages').select('id').where('conversation_id', '=', conversationId).where('role', '=', 'user').orderBy('id', 'desc').executeTakeFirstOrThrow()
+  const olderPage = await client.get(`/chat/${conversationId}?before=${question2.id}`)
+  assert.equal(olderPage.statusCode, 200)
+  assert.ok(olderPage.body.includes(`id="answer-${answers[0]!.id}"`))
+  assert.doesNotMatch(olderPage.body, /name="detail"/)
+})
+
+test(`at most ${MAX_STREAMS_PER_STUDENT} open streams per student: the next gets 429 with a short localized text`, async () => {
+  fake.setScript('*', { tps: 4, tokens: 16 })
+  const { streamPath } = await ask('Эсийн мембран юу хийдэг вэ?')
+  const controllers: AbortController[] = []
+  const openOne = async () => {
+    const controller = new AbortController()
+    controllers.push(controller)
+    return fetch(base + streamPath, { headers: { cookie }, signal: controller.signal })
+  }
+  try {
+    for (let i = 0; i < MAX_STREAMS_PER_STUDENT; i++) assert.equal((await openOne()).status, 200, `stream ${i + 1}`)
+    const refused = await openOne()
+    assert.equal(refused.status, 429)
+    assert.equal(refused.headers.get('content-type'), 'text/plain; charset=utf-8')
+    assert.equal(await refused.text(), mn.chat.tooManyStreams)
+    const english = await fetch(base + streamPath, { headers: { cookie: `${cookie}; bagsh_lang=en` } })
+    assert.equal(english.status, 429)
+    assert.equal(await english.text(), en.chat.tooManyStreams)
+    // One closes: a stream can open again.
+    controllers[0]!.abort()
+    let again: Response | null = null
+    for (let i = 0; i < 50; i++) {
+      again = await openOne()
+      if (again.status === 200) break
+      await again.text()
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.equal(again!.status, 200)
+  } finally {
+    for (const c of controllers) c.abort()
+  }
 })

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
-import { openDatabase, PREPARE, type Database } from '../src/db/index.ts'
+import { BACKGROUND, openDatabase, PREPARE, type Database } from '../src/db/index.ts'
 import { migrate } from '../src/db/migrate.ts'
 
 /**
@@ -107,6 +107,49 @@ test('statements marked PREPARE are prepared once per connection, also when the 
   // A failing marked statement is an ordinary error, and the connection goes on.
   await assert.rejects(sql`SELECT 1/${0}::int ${sql.raw(PREPARE)}`.execute(database.db), (err: { code?: string }) => err.code === '22012')
   assert.equal((await run(21)).rows[0]!.n, 42)
+})
+
+test('background statements wait for the foreground ones, but not for ever; a transaction still keeps the session', async () => {
+  await sql`DELETE FROM thread_probe`.execute(database.db)
+  const insert = (who: string, background: boolean, prepared: boolean) =>
+    sql`INSERT INTO thread_probe (who) VALUES (${who}) ${sql.raw(background ? BACKGROUND : '')} ${sql.raw(prepared ? PREPARE : '')}`.execute(database.db)
+  // Keeps the thread busy for `ms` while the others arrive.
+  const busy = (ms: number) => sql`SELECT pg_sleep(${ms / 1000})`.execute(database.db)
+  const order = async () => (await sql<{ who: string }>`SELECT who FROM thread_probe ORDER BY at, id`.execute(database.db)).rows.map((r) => r.who)
+
+  for (const prepared of [false, true, true]) {
+    // The second and third rounds only bind the prepared statements: still background.
+    await sql`DELETE FROM thread_probe`.execute(database.db)
+    const blocker = busy(150)
+    await sleep(30)
+    const bg = insert('bg', true, prepared)
+    await sleep(20)
+    const fg = insert('fg', false, prepared)
+    await Promise.all([blocker, bg, fg])
+    assert.deepEqual(await order(), ['fg', 'bg'], `prepared: ${prepared}`)
+  }
+
+  // A background statement that has waited long enough goes before newer foreground ones.
+  await sql`DELETE FROM thread_probe`.execute(database.db)
+  const blocker = busy(700)
+  await sleep(30)
+  const bg = insert('bg', true, false)
+  await sleep(20)
+  const fg = insert('fg', false, false)
+  await Promise.all([blocker, bg, fg])
+  assert.deepEqual(await order(), ['bg', 'fg'])
+
+  // Inside a transaction a background statement of another connection still waits for the commit.
+  await sql`DELETE FROM thread_probe`.execute(database.db)
+  let outside: Promise<unknown> = Promise.resolve()
+  await database.db.transaction().execute(async (trx) => {
+    await sql`INSERT INTO thread_probe (who) VALUES ('trx-1')`.execute(trx)
+    outside = insert('bg', true, false)
+    await sleep(50)
+    await sql`INSERT INTO thread_probe (who) VALUES ('trx-2') ${sql.raw(BACKGROUND)}`.execute(trx)
+  })
+  await outside
+  assert.deepEqual(await order(), ['trx-1', 'trx-2', 'bg'])
 })
 
 test('a dump of the data dir, and the data is there after a reopen', async () => {

@@ -157,10 +157,13 @@ test('a PDF uploaded without JavaScript goes to its progress page and ends searc
   const jobId = jobIdOf(res)
   assert.ok(jobId > 0)
 
-  // Queued: the page refreshes itself; htmx polls the same URL for the progress partial alone.
+  // Queued: the page refreshes itself without JavaScript (a <noscript> meta, never a Refresh
+  // header, which would reload it under htmx too); htmx polls the same URL for the progress partial alone.
   const waiting = await admin.get(`/admin/textbooks/jobs/${jobId}`)
   assert.equal(waiting.statusCode, 200)
-  assert.equal(waiting.headers.refresh, '3')
+  assert.equal(waiting.headers.refresh, undefined)
+  assert.ok(waiting.body.includes('<noscript><meta http-equiv="refresh" content="3"></noscript>'))
+  assert.match(waiting.body, /<script src="\/static\/js\/reload\.js\?v=\w+" data-refresh="3" defer><\/script>/, 'browsers without htmx (IE11) reload it')
   assert.match(waiting.body, /<h1>PDF оруулах ажил №\d+<\/h1>/)
   assert.match(waiting.body, /Одон орон 10/)
   const fragment = await admin.get(`/admin/textbooks/jobs/${jobId}`, { 'hx-request': 'true' })
@@ -169,13 +172,15 @@ test('a PDF uploaded without JavaScript goes to its progress page and ends searc
   assert.match(fragment.body, new RegExp(`^<div id="job" class="job" data-hx-get="/admin/textbooks/jobs/${jobId}" data-hx-trigger="every 2s" data-hx-swap="outerHTML">`))
   assert.match(String(fragment.headers.vary), /HX-Request/)
   assert.equal(fragment.headers.refresh, undefined)
+  assert.ok(!fragment.body.includes('<noscript>'))
 
   const job = await runner.runJob(jobId)
   assert.equal(job.status, 'done', String(job.error))
 
   const done = await admin.get(`/admin/textbooks/jobs/${jobId}`)
   assert.equal(done.statusCode, 200)
-  assert.equal(done.headers.refresh, undefined, 'a finished job stops refreshing')
+  assert.equal(done.headers.refresh, undefined)
+  assert.ok(!done.body.includes('http-equiv="refresh"') && !done.body.includes('reload.js'), 'a finished job stops refreshing')
   assert.match(done.body, /Дууслаа: сурах бичиг хайлтад орлоо\./)
   assert.ok(!done.body.includes('data-hx-trigger'), 'and stops polling')
   const bookId = Number(/href="\/library\/(\d+)">Номын санд нээх/.exec(done.body)?.[1])
@@ -233,6 +238,7 @@ test('a corrupt PDF and a scanned one are accepted, then fail on the progress pa
     const page = await admin.get(`/admin/textbooks/jobs/${job.id}`)
     assert.equal(page.statusCode, 200)
     assert.equal(page.headers.refresh, undefined)
+    assert.ok(!page.body.includes('http-equiv="refresh"'))
     assert.match(page.body, new RegExp(`<p class="error" role="alert">${message.source}`), title)
     assert.match(page.body, /Дээрх зааврын дагуу засаад дахин оролдоно уу\. <a href="\/admin\/textbooks\/new\?replaces=\d+">Дахин оруулах</)
     const list = await admin.get('/admin/textbooks')

@@ -12,7 +12,7 @@ import { PGliteThread, threadPgConfig } from './pglite-thread.ts'
 import { PreparingClient } from './prepared.ts'
 
 export type { DB } from './schema.ts'
-export { PREPARE } from './prepared.ts'
+export { BACKGROUND, PREPARE } from './prepared.ts'
 
 export interface Database {
   db: Kysely<DB>

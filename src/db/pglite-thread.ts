@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads'
 import type pg from 'pg'
 import { serialize } from 'pg-protocol'
 import { Parser } from 'pg-protocol/dist/parser.js'
-import { PreparingClient } from './prepared.ts'
+import { BACKGROUND, PreparingClient } from './prepared.ts'
 
 /**
  * The embedded database (PGlite) in a worker thread, so that Postgres's own CPU work — the
@@ -16,10 +16,12 @@ import { PreparingClient } from './prepared.ts'
  * query (Parse/Bind/Describe/Execute/Sync) into one round trip and parses the reply with
  * pg-protocol's parser, so node-postgres sees exactly what it would see from a socket.
  *
- * PGlite is one Postgres session. The pool still has a few connections, so that the next
- * statements already wait in the thread while this one runs (the event loop may be busy when a
- * reply arrives); the thread runs them one at a time, in order, and while one connection is
- * inside a transaction block it runs only that connection's statements, so a transaction sees
+ * PGlite is one Postgres session. The pool still has many connections, so that the next
+ * statements already wait in the thread while this one runs: a connection stays taken until the
+ * event loop has read its reply, and under load that takes longer than the statement did, so
+ * with few connections the database idled while statements queued in the pool. The thread runs
+ * them one at a time, foreground before background (pglite-worker.ts), and while one connection
+ * is inside a transaction block it runs only that connection's statements, so a transaction sees
  * nothing of the others — as if it held the only connection. Session state (SET without LOCAL,
  * temp tables) would be shared between the connections: we use none. Named prepared statements
  * (prepared.ts) carry their connection's id, and go when it goes.
@@ -81,13 +83,17 @@ export class PGliteThread {
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref()
       this.pending.set(id, { resolve, reject })
-      this.worker.postMessage({ id, op, arg }, transfer)
+      // `at`: when it was sent (the thread's clock counts from another origin), for background's wait.
+      this.worker.postMessage({ id, op, arg, at: performance.timeOrigin + performance.now() }, transfer)
     })
   }
 
-  /** Wire-protocol messages of connection `conn` in, the backend's reply bytes out. */
-  exec(conn: number, message: Uint8Array): Promise<Uint8Array> {
-    return this.call('exec', { conn, message }, [message.buffer as ArrayBuffer]) as Promise<Uint8Array>
+  /**
+   * Wire-protocol messages of connection `conn` in, the backend's reply bytes out. `background`:
+   * the thread runs it after the foreground statements waiting with it (see pglite-worker.ts).
+   */
+  exec(conn: number, message: Uint8Array, background = false): Promise<Uint8Array> {
+    return this.call('exec', { conn, message, background }, [message.buffer as ArrayBuffer]) as Promise<Uint8Array>
   }
 
   /** A connection is gone: a transaction it left open is rolled back, so the others can go on. */
@@ -117,6 +123,10 @@ class ThreadConnection extends EventEmitter {
   readonly statementSuffix: string
   private emitMessage = false
   private outbox: Buffer[] = []
+  /** The statement in the outbox is marked BACKGROUND (prepared.ts). */
+  private outboxBackground = false
+  /** Prepared statements of this connection whose SQL is marked BACKGROUND (later calls only bind them). */
+  private readonly backgroundStatements = new Set<string>()
   private flushQueued = false
   private chain: Promise<unknown> = Promise.resolve()
 
@@ -147,7 +157,9 @@ class ThreadConnection extends EventEmitter {
   private flush_(): void {
     this.flushQueued = false
     const parts = this.outbox
+    const background = this.outboxBackground
     this.outbox = []
+    this.outboxBackground = false
     const length = parts.reduce((n, p) => n + p.length, 0)
     // Its own ArrayBuffer (Buffers may share a pool), handed over to the thread without a copy.
     const message = new Uint8Array(length)
@@ -157,7 +169,7 @@ class ThreadConnection extends EventEmitter {
       offset += p.length
     }
     this.chain = this.chain
-      .then(() => this.thread.exec(this.id, message))
+      .then(() => this.thread.exec(this.id, message, background))
       .then((reply) => {
         new Parser().parse(Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength), (msg) => {
           if (this.emitMessage) this.emit('message', msg)
@@ -178,12 +190,18 @@ class ThreadConnection extends EventEmitter {
     this.send(serialize.sendSCRAMClientFinalMessage(additionalData))
   }
   query(text: string): void {
+    if (text.includes(BACKGROUND)) this.outboxBackground = true
     this.send(serialize.query(text))
   }
   parse(query: Parameters<typeof serialize.parse>[0]): void {
+    if (query.text.includes(BACKGROUND)) {
+      this.outboxBackground = true
+      if (query.name) this.backgroundStatements.add(query.name)
+    }
     this.send(serialize.parse(query))
   }
   bind(config: Parameters<typeof serialize.bind>[0]): void {
+    if (config?.statement && this.backgroundStatements.has(config.statement)) this.outboxBackground = true
     this.send(serialize.bind(config))
   }
   execute(config: Parameters<typeof serialize.execute>[0]): void {
@@ -219,8 +237,12 @@ class ThreadConnection extends EventEmitter {
   unref(): void {}
 }
 
-/** Connections in the pool (statements waiting in the thread; see above). */
-export const THREAD_POOL_SIZE = 8
+/**
+ * Connections in the pool (statements waiting in the thread; see above). Each costs little here,
+ * and in the session its prepared statements (prepared.ts), which Postgres plans afresh on every
+ * new connection: so the pool keeps its connections when idle (a closed one's are deallocated).
+ */
+export const THREAD_POOL_SIZE = 16
 
 /** node-postgres Pool options for the database thread. */
 export function threadPgConfig(thread: PGliteThread, max = THREAD_POOL_SIZE): pg.PoolConfig {
@@ -230,5 +252,5 @@ export function threadPgConfig(thread: PGliteThread, max = THREAD_POOL_SIZE): pg
       super({ ...config, connection: new ThreadConnection(thread, ++next) } as pg.ClientConfig)
     }
   }
-  return { Client: ThreadClient, max, user: 'postgres', database: 'postgres', password: 'dummy', host: 'localhost', port: 5432 } as pg.PoolConfig
+  return { Client: ThreadClient, max, idleTimeoutMillis: 0, user: 'postgres', database: 'postgres', password: 'dummy', host: 'localhost', port: 5432 } as pg.PoolConfig
 }

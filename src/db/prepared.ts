@@ -12,6 +12,16 @@ import pg from 'pg'
  */
 export const PREPARE = '/* prepare */'
 
+/**
+ * SQL containing this comment is background work nobody waits on to see a page or a first token
+ * (storing a finished answer, learning events, queue polls). The embedded database thread runs
+ * such statements after the waiting foreground ones (pglite-thread.ts); elsewhere it is only a
+ * comment. It may come before PREPARE:
+ *
+ *   await sql`UPDATE … ${sql.raw(BACKGROUND)} ${sql.raw(PREPARE)}`.execute(db)
+ */
+export const BACKGROUND = '/* background */'
+
 const names = new Map<string, string>()
 
 function nameOf(text: string): string {

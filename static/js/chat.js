@@ -3,8 +3,11 @@
    - after a question is sent, its box is emptied;
    - a streaming answer that receives nothing for 10 s shows its link to the plain page
      (a filtering proxy or antivirus may be holding the stream back);
-   - the wait message counts down each second.
-   ES5 only: this file must parse in Chrome 49 / Firefox 52. */
+   - the wait message counts down each second;
+   - a browser that cannot stream (no EventSource, e.g. IE11: htmx is not loaded there) reloads
+     the page while an answer is pending, as the <noscript> refresh does without JavaScript,
+     but never over a question the student is typing (then it offers the link instead).
+   ES5 only: this file must parse in Chrome 49 / Firefox 52 (and IE11). */
 (function () {
   'use strict';
   if (!document.addEventListener || !document.querySelectorAll) return;
@@ -58,6 +61,24 @@
     }
   }
 
+  function reloadWhilePending() {
+    if (window.EventSource) return;
+    var turns = document.getElementById('turns');
+    var seconds = turns ? parseInt(turns.getAttribute('data-refresh'), 10) : 0;
+    if (!seconds || !document.querySelector('.answer.pending')) return;
+    var check = function () {
+      var box = document.querySelector('textarea[name="question"]');
+      if (!box || !box.value) {
+        window.location.reload();
+        return;
+      }
+      var answers = document.querySelectorAll('.answer.pending');
+      for (var i = 0; i < answers.length; i++) showFallback(answers[i]);
+      setTimeout(check, seconds * 1000);
+    };
+    setTimeout(check, seconds * 1000);
+  }
+
   document.addEventListener('htmx:beforeSwap', function (evt) {
     var xhr = evt.detail && evt.detail.xhr;
     if (xhr && (xhr.status === 422 || xhr.status === 429) && xhr.getResponseHeader('HX-Retarget')) {
@@ -106,6 +127,7 @@
   function start() {
     watchAnswers(document);
     countDown(document);
+    reloadWhilePending();
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
   else start();

@@ -28,7 +28,7 @@ interface Site {
 async function site(withLlm: boolean): Promise<Site> {
   const t = await buildTestApp(withLlm ? { llm: llmConfigFor(fake.url) } : {})
   await importSamples(t.database.db, ['biology-7.md'])
-  const { school, students } = await makeStudents(t.database.db, 4)
+  const { school, students } = await makeStudents(t.database.db, 6)
   const base = await listen(t)
   return { t, base, logins: students.map((s) => ({ school: school.code, username: s.username, password: s.password })) }
 }
@@ -135,17 +135,92 @@ describe('with the LLM', () => {
   })
 
   test('JS off: the page says "Бодож байна…" and refreshes itself into the full answer', async () => {
+    // Slow enough (~5 s) that the first page is still thinking: its <noscript> refresh brings the answer.
+    fake.setScript('*', { tps: 12, tokens: 60 }, {})
     const { context, page, problems } = await open(llmSite, false, 1)
     try {
       await askNew(page, llmSite.base, 'Хлоропласт юу хийдэг вэ?', false)
       await page.waitForURL(/\/chat\/\d+$/)
       const first = await page.textContent('main')
-      assert.ok(first!.includes(mn.chat.thinking) || first!.includes('Фотосинтез бол'), 'thinking, or already answered')
-      await page.waitForSelector('.answer:not(.pending) .citations a[href^="/library/"]')
+      assert.ok(first!.includes(mn.chat.thinking), 'thinking')
+      assert.equal(await page.getAttribute('head noscript meta[http-equiv="refresh"]', 'content'), '3')
+      await page.waitForSelector('.answer:not(.pending) .citations a[href^="/library/"]', { timeout: 30_000 })
+      assert.equal(await page.$('head noscript'), null, 'the answered page stops refreshing')
       assert.match((await page.textContent('.answer .answer-body')) ?? '', /^Фотосинтез бол ногоон ургамал/)
       assert.ok(await page.$('.answer .answer-body .katex'), 'math rendered (KaTeX, server side)')
       assert.deepEqual(problems, [])
     } finally {
+      fake.setScript('*', {})
+      await context.close()
+    }
+  })
+})
+
+describe('a page loaded while its answer is pending', () => {
+  test('JS on: the answer streams without reloading the page; what the student types meanwhile stays', async () => {
+    // Slow enough to outlast the <noscript> refresh interval (3 s) several times.
+    fake.setScript('*', { tps: 8, tokens: 60 }, {})
+    const { context, page, problems } = await open(llmSite, true, 4)
+    try {
+      await askNew(page, llmSite.base, 'Навчны нүх юунд хэрэгтэй вэ?', true)
+      await page.waitForURL(/\/chat\/\d+$/)
+      await page.waitForSelector('.answer.pending')
+      // A real page load of the conversation (a reload; or a plain POST → 303 before htmx is ready).
+      await page.reload()
+      assert.ok(await page.$('.answer.pending'), 'still pending after the reload')
+      assert.ok(await page.$('noscript'), 'the no-JS refresh is there, inert')
+      let loads = 0
+      page.on('framenavigated', (frame) => {
+        if (frame === page.mainFrame()) loads++
+      })
+      await page.fill('#question', 'Миний дараагийн асуулт')
+      await page.waitForSelector('.answer:not(.pending) .citations a[href^="/library/"]', { timeout: 30_000 })
+      assert.equal(await page.inputValue('#question'), 'Миний дараагийн асуулт', 'the draft survived the whole answer')
+      assert.equal(loads, 0, 'the page never reloaded')
+      assert.deepEqual(problems, [])
+    } finally {
+      fake.setScript('*', {})
+      await context.close()
+    }
+  })
+})
+
+describe('a browser with JavaScript that cannot stream (no EventSource, like IE11)', () => {
+  test('the page reloads itself into the answer, but not over a question being typed', async () => {
+    // ~5 s per answer: the first page is still thinking, and chat.js reloads it after 3 s.
+    fake.setScript('*', { tps: 12, tokens: 60 }, { tps: 12, tokens: 60 }, {})
+    const { context, page, problems } = await open(llmSite, true, 5)
+    try {
+      await page.addInitScript(() => {
+        delete (window as unknown as { EventSource?: unknown }).EventSource
+      })
+      let loads = 0
+      page.on('framenavigated', (frame) => {
+        if (frame === page.mainFrame()) loads++
+      })
+      // No htmx here (boot.js loads it only with EventSource): the forms post the plain way.
+      await askNew(page, llmSite.base, 'Ургамлын үндэс юу хийдэг вэ?', false)
+      await page.waitForURL(/\/chat\/\d+$/)
+      assert.ok(await page.$('.answer.pending'), 'thinking')
+      const before = loads
+      await page.waitForSelector('.answer:not(.pending) .citations a[href^="/library/"]', { timeout: 30_000 })
+      assert.ok(loads > before, 'reloaded into the answer')
+
+      // A follow-up; the student starts typing the next question while it is answered.
+      await page.fill('#question', 'Үндэс яагаад газар доор ургадаг вэ?')
+      await Promise.all([page.waitForNavigation(), page.click('#ask button[type="submit"]')])
+      await page.waitForSelector('.turn:nth-child(2) .answer.pending')
+      await page.fill('#question', 'Миний ноорог')
+      const typed = loads
+      await page.waitForSelector('.turn:nth-child(2) .answer-fallback a', { state: 'visible', timeout: 15_000 })
+      assert.equal(loads, typed, 'no reload over the draft')
+      assert.equal(await page.inputValue('#question'), 'Миний ноорог')
+      // The draft is sent or cleared: the next check reloads into the answer.
+      await page.fill('#question', '')
+      await page.waitForSelector('.turn:nth-child(2) .answer:not(.pending) .answer-body', { timeout: 30_000 })
+      assert.deepEqual(problems, [])
+    } finally {
+      fake.setScript('*', {})
       await context.close()
     }
   })

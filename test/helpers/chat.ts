@@ -44,12 +44,21 @@ export function conversationIdOf(location: unknown): number {
   return Number(m[1])
 }
 
-/** GETs the conversation until no answer is pending (no Refresh header), like a browser without JS. */
+/**
+ * The seconds of a page's `<noscript>` meta refresh (pending answers, without JavaScript), or
+ * null. Pages never send a Refresh header: browsers with JavaScript would reload while streaming.
+ */
+export function noscriptRefresh(res: { body: string; headers: Record<string, unknown> }): string | null {
+  if (res.headers.refresh !== undefined) throw new Error(`unexpected Refresh header: ${String(res.headers.refresh)}`)
+  return /<noscript><meta http-equiv="refresh" content="(\d+)"><\/noscript>/.exec(res.body)?.[1] ?? null
+}
+
+/** GETs the conversation until no answer is pending (no <noscript> refresh), like a browser without JS. */
 export async function waitForAnswers(client: TestClient, url: string, timeoutMs = 15_000) {
   const until = Date.now() + timeoutMs
   for (;;) {
     const res = await client.get(url)
-    if (res.statusCode !== 200 || !res.headers.refresh) return res
+    if (res.statusCode !== 200 || noscriptRefresh(res) === null) return res
     if (Date.now() > until) throw new Error(`answers at ${url} still pending after ${timeoutMs} ms`)
     await new Promise((r) => setTimeout(r, 50))
   }

@@ -166,6 +166,8 @@ const adminTextbookRoutes: FastifyPluginAsync<RouteOptions> = async (app, { data
     },
   )
 
+  /** A job's page without JavaScript reloads itself this often (<noscript>; static/js/reload.js where htmx cannot run). */
+  const JOB_REFRESH_SECONDS = 3
   app.get<{ Params: IdParams }>(`/admin/textbooks/jobs/:id${ID}`, guard, async (request, reply) => {
     const job = await findTextbookJob(db, Number(request.params.id))
     const book = await jobTextbook(db, job)
@@ -177,8 +179,8 @@ const adminTextbookRoutes: FastifyPluginAsync<RouteOptions> = async (app, { data
       const html = await reply.viewAsync('admin/_textbooks-job', { ...data, t: request.t })
       return reply.header('Cache-Control', 'no-store').header('Vary', 'HX-Request, Cookie, Accept-Language').type('text/html; charset=utf-8').send(html)
     }
-    if (!finished) reply.header('Refresh', '3')
-    return reply.page('admin/textbooks-job', data)
+    // Not a Refresh header: it would reload the page under htmx's polling too.
+    return reply.page('admin/textbooks-job', { ...data, noscriptRefresh: finished ? null : JOB_REFRESH_SECONDS })
   })
 
   await app.register(importRoutes, { db, embedder, maxBytes, tooLarge, maxMb, onlyAdmins })

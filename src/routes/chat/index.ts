@@ -68,7 +68,12 @@ const ListQuery = Type.Object({
 const ConversationQuery = Type.Object({ before: Type.Optional(Type.String({ maxLength: 15 })), answer: Type.Optional(Type.String({ maxLength: 15 })) })
 type IdParams = { Params: { id: string } }
 
-/** While an answer is pending, the no-JS page reloads itself (FRONTEND.md); slower when queued. */
+/**
+ * While an answer is pending, the page without JavaScript reloads itself (FRONTEND.md); slower
+ * when queued. Never a Refresh header: a browser with JavaScript streams the answer, and a reload
+ * would throw away what the student is typing. So it is a <noscript> meta refresh, and
+ * static/js/chat.js reloads only browsers that cannot stream (no EventSource).
+ */
 const REFRESH_SECONDS = 3
 const REFRESH_QUEUED_SECONDS = 10
 
@@ -151,7 +156,11 @@ const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { config, datab
 
   const showConversation = async (reply: FastifyReply, conversation: Conversation, state: AskState = {}) => {
     const [subjectList, { messages, olderBefore }] = await Promise.all([loadSubjects(), listMessages(db, conversation.id, state.before ?? null)])
-    const turns = turnsOf(conversation.id, messages, broker, reply.request.t)
+    const turns = turnsOf(conversation.id, messages, broker, reply.request.t, state.before == null)
+    const pending = turns.filter((t) => t.answer.status === 'pending')
+    // Not on older turns, nor over a draft the form gives back (a 422 or 429: a reload would lose it).
+    const refreshes = pending.length && !wantsFragment(reply) && state.before == null && !state.error && !state.limit
+    const refresh = refreshes ? (pending.some((t) => t.answer.slow) ? REFRESH_QUEUED_SECONDS : REFRESH_SECONDS) : null
     const data = {
       conversation,
       turns,
@@ -162,16 +171,13 @@ const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { config, datab
       params: state.error?.params,
       maxQuestion: MAX_QUESTION_LENGTH,
       fragment: wantsFragment(reply),
+      noscriptRefresh: refresh,
       ...limitLocals(state.limit),
     }
     retryAfter(reply, state.limit)
     if (reply.request.isHtmx && (state.error || state.limit)) {
       reply.header('HX-Retarget', '#ask').header('HX-Reswap', 'outerHTML')
       return reply.page('chat/_ask', data, statusFor(state))
-    }
-    const pending = turns.filter((t) => t.answer.status === 'pending')
-    if (pending.length && !wantsFragment(reply) && state.before == null) {
-      reply.header('Refresh', String(pending.some((t) => t.answer.slow) ? REFRESH_QUEUED_SECONDS : REFRESH_SECONDS))
     }
     return reply.page(wantsFragment(reply) ? 'chat/_conversation' : 'chat/conversation', data, statusFor(state))
   }

@@ -6,7 +6,7 @@ import type { Database } from '../../db/index.ts'
 import type { AnswerBroker, StreamEvent } from '../../services/chat/broker.ts'
 import { presentAnswer } from '../../services/chat/present.ts'
 import type { AnswerRenderer } from '../../services/chat/renderer.ts'
-import { findAnswerForStudent, parseId } from '../../services/chat/conversations.ts'
+import { findAnswerForStudent, hasLaterMessages, parseId } from '../../services/chat/conversations.ts'
 import { HEARTBEAT_MS, SSE_HEADERS, SSE_HEARTBEAT, SSE_PREAMBLE, parseEventId, sseEvent } from '../../services/chat/sse.ts'
 import { escapeHtml } from '../../services/retrieval/snippet.ts'
 import { doneView, partialLocals } from './views.ts'
@@ -31,12 +31,21 @@ const RESET_HTML = '<div class="answer-text" data-sse-swap="token" data-hx-swap=
  */
 export const TOKEN_FLUSH_MS = 100
 
+/**
+ * Open streams per student on one instance. A page opens one per pending answer and browsers
+ * hold at most 6 connections per host, so this is enough for a few tabs; beyond it (a broken
+ * client, a script) the stream gets 429, which EventSource does not retry, and the page offers
+ * its link to the plain answer page.
+ */
+export const MAX_STREAMS_PER_STUDENT = 6
+
 // A span keeps leading spaces: htmx parses each token as HTML, where they would be dropped.
 const tokenEvent = (text: string, id: number) => sseEvent('token', `<span>${escapeHtml(text)}</span>`, id)
 
 const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroker; renderer: AnswerRenderer }> = async (app, { database, broker, renderer }) => {
   const { db } = database
   const open = new Set<ServerResponse>()
+  const openPerStudent = new Map<number, number>()
   // Shutdown: browsers reconnect (to another instance) instead of holding this one open.
   app.addHook('preClose', async () => {
     for (const res of open) res.end()
@@ -67,6 +76,12 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
       const after = lastEventId ?? (finished ? 0 : parseEventId(request.query.after)) ?? 0
       const locals = partialLocals(request, reply)
       const t = request.t
+      // Counted and checked with no await in between, so simultaneous requests cannot all pass.
+      const opened = openPerStudent.get(user.id) ?? 0
+      if (opened >= MAX_STREAMS_PER_STUDENT) {
+        return reply.code(429).header('Cache-Control', 'no-store').type('text/plain; charset=utf-8').send(t('chat.tooManyStreams'))
+      }
+      openPerStudent.set(user.id, opened + 1)
 
       reply.hijack()
       const res = reply.raw
@@ -87,9 +102,14 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
         if (flushTimer) clearTimeout(flushTimer)
         unsubscribe()
         open.delete(res)
+        const left = (openPerStudent.get(user.id) ?? 1) - 1
+        if (left > 0) openPerStudent.set(user.id, left)
+        else openPerStudent.delete(user.id)
         res.end()
       }
       res.on('close', end)
+      // Gone during the read above: 'close' has fired already, and the stream must not stay counted.
+      if (res.destroyed) return end()
 
       // Something arrives at once, so the page knows the stream flows (static/js/chat.js).
       const slow = broker.stream(answer.id)?.slow ?? answer.status === 'queued'
@@ -125,8 +145,13 @@ const streamRoutes: FastifyPluginAsync<{ database: Database; broker: AnswerBroke
                   return presentAnswer(final.content, final.citations, t)
                 })
               : Promise.resolve(undefined)
-          presented
-            .then((rendered) => app.view('chat/_answer', { ...locals, conversationId, answer: doneView(answer.id, final, !answer.detail, t, rendered) }))
+          // "More detail" only where the page shows it: on the latest answer (nothing asked since).
+          const canMore =
+            final.status === 'done' && final.kind === 'llm' && !answer.detail
+              ? hasLaterMessages(db, conversationId, answer.id).then((later) => !later, () => false)
+              : Promise.resolve(false)
+          Promise.all([presented, canMore])
+            .then(([rendered, more]) => app.view('chat/_answer', { ...locals, conversationId, answer: doneView(answer.id, final, more, t, rendered) }))
             .then((html: string) => {
               if (!ended) res.write(sseEvent('done', html, event.id))
             })

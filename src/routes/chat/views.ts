@@ -90,13 +90,16 @@ export function doneView(answerId: number, answer: FinalAnswer, canMore: boolean
   return finalView(answerId, answer, canMore, t, presented)
 }
 
-/** Pairs questions with their answers, oldest first. */
-export function turnsOf(conversationId: number, messages: ChatMessage[], broker: AnswerBroker, t: Translate): TurnView[] {
+/**
+ * Pairs questions with their answers, oldest first. `newest`: the messages are the newest of the
+ * conversation (not an older page), so the last answer is the latest one.
+ */
+export function turnsOf(conversationId: number, messages: ChatMessage[], broker: AnswerBroker, t: Translate, newest = true): TurnView[] {
   const answers = new Map(messages.filter((m) => m.role === 'assistant').map((m) => [m.replyTo, m]))
   const questions = messages.filter((m) => m.role === 'user' && answers.has(m.id))
   return questions.map((q, i) => ({
     question: { id: q.id, content: q.content },
-    answer: answerView(conversationId, answers.get(q.id)!, broker, i === questions.length - 1, t),
+    answer: answerView(conversationId, answers.get(q.id)!, broker, newest && i === questions.length - 1, t),
   }))
 }
 

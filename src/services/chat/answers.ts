@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import type { AnswerKind, Citation, DB } from '../../db/schema.ts'
+import { BACKGROUND, PREPARE } from '../../db/prepared.ts'
 import { CACHE_MIN_SEEN, CACHE_TTL_HOURS } from './cache.ts'
 import { ANSWER_LEASE_SECONDS, TODAY } from './questions.ts'
 
@@ -26,6 +27,8 @@ export interface AnswerJob {
   attempts: number
   /** Earlier turns when already read with the question (storeQuestion); else the broker reads them. */
   history?: { role: 'user' | 'assistant'; content: string }[]
+  /** performance.now() when the student's question reached askTutor (fresh questions only: timing metrics). */
+  askedAt?: number
 }
 
 /** Retries with backoff from 15 s up to 15 min; after this many the question is marked failed. */
@@ -115,7 +118,9 @@ export interface FinishedAnswer {
 
 /**
  * Stores a finished answer in ONE statement: the answer row (content, citations, usage), the
- * school's daily usage counters, and the cache entry (its answer kept once seen twice).
+ * school's daily usage counters, and the cache entry (its answer kept once seen twice). Prepared
+ * (src/db/prepared.ts: planning it took ~0.5 ms per answer), and background work: the embedded
+ * database runs the questions waiting for their passages first.
  * Returns false when the answer was already stored (another instance finished it first).
  */
 export async function storeAnswer(db: Kysely<DB>, a: FinishedAnswer): Promise<boolean> {
@@ -151,7 +156,8 @@ export async function storeAnswer(db: Kysely<DB>, a: FinishedAnswer): Promise<bo
         citations = excluded.citations, provider = excluded.provider, model = excluded.model
       RETURNING 1
     )
-    SELECT (SELECT count(*) FROM m) AS stored, (SELECT count(*) FROM usage) AS usage_rows, (SELECT count(*) FROM cache) AS cache_rows`.execute(db)
+    SELECT (SELECT count(*) FROM m) AS stored, (SELECT count(*) FROM usage) AS usage_rows, (SELECT count(*) FROM cache) AS cache_rows
+    ${sql.raw(BACKGROUND)} ${sql.raw(PREPARE)}`.execute(db)
   return Number(rows[0]?.stored ?? 0) > 0
 }
 
@@ -221,7 +227,7 @@ export async function claimDueAnswers(db: Kysely<DB>, limit: number, leaseSecond
     )
     SELECT ${JOB_COLUMNS}
     FROM a JOIN messages q ON q.id = a.reply_to JOIN conversations c ON c.id = a.conversation_id
-    ORDER BY a.id`.execute(db)
+    ORDER BY a.id ${sql.raw(BACKGROUND)}`.execute(db)
   return rows.map(toJob)
 }
 
@@ -231,7 +237,7 @@ export async function hasDueAnswers(db: Kysely<DB>): Promise<boolean> {
     SELECT 1 AS one FROM messages
     WHERE status IN ('queued', 'answering') AND role = 'assistant'
       AND ((status = 'queued' AND run_after <= now()) OR (status = 'answering' AND lease_until < now()))
-    LIMIT 1`.execute(db)
+    LIMIT 1 ${sql.raw(BACKGROUND)}`.execute(db)
   return rows.length > 0
 }
 
@@ -242,7 +248,7 @@ export async function pruneAnswerCache(db: Kysely<DB>, limit = 5000): Promise<nu
       DELETE FROM answer_cache WHERE key IN (SELECT key FROM answer_cache WHERE expires_at < now() LIMIT ${limit})
       RETURNING 1
     )
-    SELECT count(*) AS n FROM gone`.execute(db)
+    SELECT count(*) AS n FROM gone ${sql.raw(BACKGROUND)}`.execute(db)
   return Number(rows[0]?.n ?? 0)
 }
 

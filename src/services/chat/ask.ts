@@ -41,6 +41,7 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
   const cacheKey = isNew
     ? cacheKeyFor({ question, grade: conversation.grade, subject: conversation.subject, textbookId: conversation.textbookId, sectionPath: conversation.sectionPath }, { firstQuestion: true, askerName: user.displayName })
     : null
+  const askedAt = performance.now()
   const result = await storeQuestion(db, {
     userId: user.id,
     schoolId: user.schoolId!,
@@ -50,6 +51,7 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
     detail: input.detail ?? false,
     conversation: isNew ? { create: conversation } : { id: conversation.id },
   })
+  deps.metrics.turnPhase.observe({ phase: 'store' }, (performance.now() - askedAt) / 1000)
   switch (result.outcome) {
     case 'stored': {
       const context = result.context
@@ -71,6 +73,7 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
         detail: input.detail ?? false,
         attempts: 0,
         history: result.history,
+        askedAt,
       })
       break
     }

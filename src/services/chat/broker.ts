@@ -1,10 +1,12 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
+import { BACKGROUND } from '../../db/prepared.ts'
 import type { AnswerKind, Citation, DB } from '../../db/schema.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
 import { AllProvidersFailed, LlmError, LlmRequestRejected, type Llm } from '../llm/types.ts'
 import type { LearningEventBatcher } from '../learning/events.ts'
 import { retrievePassages, type Passage } from '../retrieval/retrieve.ts'
 import { answerState, loadHistory, releaseAnswers, requeueAnswer, storeAnswer, type AnswerJob } from './answers.ts'
+import { ANSWER_LEASE_SECONDS } from './questions.ts'
 import { countAttempts, type ChatMetrics } from './metrics.ts'
 import { offlineAnswer } from './offline.ts'
 import { buildChatRequest } from './prompt.ts'
@@ -21,6 +23,17 @@ import { buildChatRequest } from './prompt.ts'
 
 /** At most this much answer text is kept (max_tokens 2048 is ~10 000 characters). */
 export const MAX_ANSWER_CHARS = 30_000
+
+/**
+ * One attempt at an answer (retrieval and every model the LLM chain tries) ends within this; then
+ * it is aborted and queued for a retry like an answer no provider gave. A long "more detail"
+ * answer (2048 tokens) takes under a minute at a usual 40 tokens/s. The deadline must end well
+ * before the answer's lease (ANSWER_LEASE_SECONDS, 5 minutes), so that no other instance's worker
+ * takes over an answer still running here; the constructor refuses a deadline that does not.
+ */
+export const ANSWER_DEADLINE_MS = 3 * 60_000
+/** Room between the deadline and the lease's end: storing the answer, or queueing it, after it. */
+export const LEASE_MARGIN_MS = 60_000
 
 export interface FinalAnswer {
   status: 'done' | 'failed'
@@ -166,9 +179,12 @@ export interface BrokerOptions {
   pollMs?: number
   /** Finished streams stay replayable this long (reconnects, the no-JS refresh). */
   keepFinishedMs?: number
+  /** ANSWER_DEADLINE_MS, shortened by tests. */
+  deadlineMs?: number
 }
 
 class ShutdownAbort extends Error {}
+class DeadlineAbort extends Error {}
 
 export class AnswerBroker {
   private readonly db: Kysely<DB>
@@ -180,6 +196,7 @@ export class AnswerBroker {
   private readonly slowAfterMs: number
   private readonly pollMs: number
   private readonly keepFinishedMs: number
+  private readonly deadlineMs: number
   private readonly streams = new Map<number, AnswerStream>()
   private readonly running = new Map<number, { controller: AbortController; done: Promise<void> }>()
   private subjectNames: Map<string, string> | null = null
@@ -197,6 +214,8 @@ export class AnswerBroker {
     this.slowAfterMs = options.slowAfterMs ?? 30_000
     this.pollMs = options.pollMs ?? 3000
     this.keepFinishedMs = options.keepFinishedMs ?? 120_000
+    this.deadlineMs = options.deadlineMs ?? ANSWER_DEADLINE_MS
+    if (this.deadlineMs > ANSWER_LEASE_SECONDS * 1000 - LEASE_MARGIN_MS) throw new Error(`an answer's deadline (${this.deadlineMs} ms) must end well before its lease`)
     this.sweepTimer = setInterval(() => this.sweep(), 15_000)
     this.sweepTimer.unref()
   }
@@ -296,22 +315,27 @@ export class AnswerBroker {
   private async generate(job: AnswerJob, stream: AnswerStream, signal: AbortSignal): Promise<void> {
     const started = performance.now()
     let slowTimer: NodeJS.Timeout | undefined
+    // The attempt's deadline (ANSWER_DEADLINE_MS): the LLM request is aborted, the answer queued.
+    const deadline = new AbortController()
+    const deadlineTimer = setTimeout(() => deadline.abort(new DeadlineAbort(`no answer within ${this.deadlineMs} ms`)), this.deadlineMs)
     try {
       const history = job.cacheKey ? [] : (job.history ?? (await loadHistory(this.db, job.conversationId, job.questionId)))
       // "More detail" is about the previous question: search for that one.
       const query = job.detail ? ([...history].reverse().find((m) => m.role === 'user')?.content ?? job.question) : job.question
       const passages = await this.retrieve(job, query)
+      const retrieved = performance.now()
+      this.metrics.turnPhase.observe({ phase: 'retrieve' }, (retrieved - started) / 1000)
       if (job.attempts === 0) this.recordQuestion(job, passages)
 
       if (!this.llm) {
         const { content, citations } = offlineAnswer(passages)
         const latencyMs = Math.round(performance.now() - started)
-        await storeAnswer(this.db, {
+        const stored = await storeAnswer(this.db, {
           answerId: job.answerId, schoolId: job.schoolId, content, citations, kind: 'offline', provider: null, model: null,
           promptTokens: null, completionTokens: null, costUsd: null, latencyMs, firstTokenMs: null, cacheKey: null,
         })
-        stream.finish({ status: 'done', content, citations, kind: 'offline', cached: false })
-        this.metrics.turns.inc({ outcome: 'offline' })
+        await this.finishStored(stream, stored, { status: 'done', content, citations, kind: 'offline', cached: false })
+        if (stored) this.metrics.turns.inc({ outcome: 'offline' })
         return
       }
 
@@ -323,16 +347,26 @@ export class AnswerBroker {
         history,
         detail: job.detail,
       })
-      request.signal = signal
+      request.signal = AbortSignal.any([signal, deadline.signal])
       const armSlow = () => {
-        clearTimeout(slowTimer)
-        slowTimer = setTimeout(() => stream.status('slow'), this.slowAfterMs)
+        // One timer per answer, pushed back at each token (a new timer per token cost more).
+        if (slowTimer) slowTimer.refresh()
+        else slowTimer = setTimeout(() => stream.status('slow'), this.slowAfterMs)
       }
       armSlow()
       let text = ''
+      const asked = performance.now()
+      this.metrics.turnPhase.observe({ phase: 'prompt' }, (asked - retrieved) / 1000)
+      let firstToken = true
       for await (const event of this.llm.streamChat(request)) {
         if (event.type === 'token') {
           armSlow()
+          if (firstToken) {
+            firstToken = false
+            const now = performance.now()
+            this.metrics.turnPhase.observe({ phase: 'model' }, (now - asked) / 1000)
+            if (job.askedAt !== undefined) this.metrics.turnPhase.observe({ phase: 'first_token' }, (now - job.askedAt) / 1000)
+          }
           // A provider ignoring max_tokens: what is beyond the cap is dropped, never stored (the
           // column holds 100 000 characters; an answer that cannot be stored would be retried).
           if (text.length >= MAX_ANSWER_CHARS) continue
@@ -344,9 +378,10 @@ export class AnswerBroker {
           stream.reset()
         } else {
           clearTimeout(slowTimer)
+          clearTimeout(deadlineTimer)
           countAttempts(this.metrics, event.attempts)
           this.metrics.firstToken.observe(event.firstTokenMs / 1000)
-          await storeAnswer(this.db, {
+          const stored = await storeAnswer(this.db, {
             answerId: job.answerId,
             schoolId: job.schoolId,
             content: text,
@@ -361,8 +396,8 @@ export class AnswerBroker {
             firstTokenMs: Math.round(event.firstTokenMs),
             cacheKey: job.cacheKey,
           })
-          stream.finish({ status: 'done', content: text, citations, kind: 'llm', cached: false })
-          this.metrics.turns.inc({ outcome: 'answered' })
+          await this.finishStored(stream, stored, { status: 'done', content: text, citations, kind: 'llm', cached: false })
+          if (stored) this.metrics.turns.inc({ outcome: 'answered' })
         }
       }
     } catch (err) {
@@ -371,7 +406,25 @@ export class AnswerBroker {
       await this.failed(job, stream, err)
     } finally {
       clearTimeout(slowTimer)
+      clearTimeout(deadlineTimer)
     }
+  }
+
+  /**
+   * Ends the stream with the answer generated here, or — when storing it found the answer
+   * already stored (another instance finished it first) — with the one stored, which is what
+   * the page shows from now on.
+   */
+  private async finishStored(stream: AnswerStream, stored: boolean, own: FinalAnswer): Promise<void> {
+    if (!stored) {
+      const row = await answerState(this.db, stream.answerId).catch(() => undefined)
+      if (row && (row.status === 'done' || row.status === 'failed')) {
+        this.log.info({ answerId: stream.answerId }, 'answer already stored by another instance')
+        stream.finish({ status: row.status, content: row.content, citations: row.citations, kind: row.kind, cached: row.cached })
+        return
+      }
+    }
+    stream.finish(own)
   }
 
   /** No answer this time: queue it for the worker (or give up on a request no model accepts). */
@@ -453,6 +506,7 @@ export class AnswerBroker {
         .select(['id', 'status', 'content', 'citations', 'kind', 'cached'])
         .where('id', 'in', waiting.map((s) => String(s.answerId)))
         .where('status', 'in', ['done', 'failed'])
+        .modifyEnd(sql.raw(BACKGROUND))
         .execute()
       for (const row of rows) {
         const stream = this.streams.get(Number(row.id))

@@ -251,6 +251,21 @@ export async function findAnswerForStudent(db: Kysely<DB>, viewer: SessionUser, 
   return toMessage(row)
 }
 
+/**
+ * Whether anything was asked after this answer: then it is not the latest one, and its "more
+ * detail" action (which explains the latest question) is not shown.
+ */
+export async function hasLaterMessages(db: Kysely<DB>, conversationId: number, answerId: number): Promise<boolean> {
+  const row = await db
+    .selectFrom('messages')
+    .select('id')
+    .where('conversation_id', '=', conversationId)
+    .where('id', '>', String(answerId))
+    .limit(1)
+    .executeTakeFirst()
+  return row !== undefined
+}
+
 /** The question an answer replies to, plus that answer, for the pair partial. */
 export async function findQuestionAndAnswer(db: Kysely<DB>, conversationId: number, answerId: number): Promise<{ question: ChatMessage; answer: ChatMessage }> {
   const answer = await findAnswer(db, conversationId, answerId)

@@ -10,7 +10,18 @@ export interface ChatMetrics {
   cacheHits: Counter
   rateLimited: Counter<'limit'>
   dbStatements: Counter<'kind'>
+  /** Where a turn's time before its first token goes (see TURN_PHASES). */
+  turnPhase: Histogram<'phase'>
 }
+
+/**
+ * Phases of a turn up to its first token, as the server sees them: `store` (the question's
+ * statement), `retrieve` (the passages), `prompt` (building the request), `model` (from asking the
+ * LLM chain to its first token arriving here: the provider's own first token, plus the connection
+ * and the wait for this event loop), and `first_token` (from the question reaching askTutor to
+ * its first token arriving here: the sum of the others plus the waits between them).
+ */
+export const TURN_PHASES = ['store', 'retrieve', 'prompt', 'model', 'first_token'] as const
 
 export function createChatMetrics(registry: Registry): ChatMetrics {
   const registers = [registry]
@@ -31,6 +42,13 @@ export function createChatMetrics(registry: Registry): ChatMetrics {
     cacheHits: new Counter({ name: 'bagsh_cache_hits_total', help: 'Questions answered from the answer cache', registers }),
     rateLimited: new Counter({ name: 'bagsh_rate_limited_total', help: 'Questions refused by the chat limits', labelNames: ['limit'], registers }),
     dbStatements: new Counter({ name: 'bagsh_db_statements_total', help: 'SQL statements sent to the database by kind', labelNames: ['kind'], registers }),
+    turnPhase: new Histogram({
+      name: 'bagsh_chat_turn_phase_seconds',
+      help: "Where a turn's time before its first token goes: store, retrieve, prompt, model, first_token (all of it)",
+      labelNames: ['phase'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
   }
 }
 

@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
+import { BACKGROUND } from '../../db/prepared.ts'
 import type { DB } from '../../db/schema.ts'
 
 /**
@@ -88,6 +89,8 @@ export class LearningEventBatcher {
                   at: e.at!,
                 })),
               )
+              // Nobody waits on it: the embedded database runs it after waiting questions.
+              .modifyEnd(sql.raw(BACKGROUND))
               .execute()
           } catch (err) {
             this.onError(err, this.queue.length)
