@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { sql, type Kysely, type Selectable } from 'kysely'
+import { BACKGROUND } from '../../db/prepared.ts'
 import type { DB, JobProgress, JobTable } from '../../db/schema.ts'
 
 /**
@@ -108,7 +109,7 @@ export async function claimNextJob(
       ORDER BY id
       LIMIT 1
       FOR UPDATE SKIP LOCKED)
-    RETURNING *`.execute(db)
+    RETURNING * ${sql.raw(BACKGROUND)}`.execute(db)
   return rows[0] ?? null
 }
 
@@ -121,7 +122,7 @@ export async function failAbandonedJobs(db: Kysely<DB>, kinds: string[]): Promis
       SELECT id FROM jobs
       WHERE kind = ANY(${kinds}::text[]) AND status = 'running' AND locked_until < now() AND attempts >= max_attempts
       FOR UPDATE SKIP LOCKED)
-    RETURNING *`.execute(db)
+    RETURNING * ${sql.raw(BACKGROUND)}`.execute(db)
   return rows
 }
 
@@ -342,7 +343,11 @@ export class JobRunner {
     }
   }
 
-  /** Claims one due job (optionally a given one) and runs it; null when there was nothing to do. */
+  /**
+   * Claims one due job (optionally a given one) and runs it; null when there was nothing to do.
+   * The polls are BACKGROUND statements (src/db/prepared.ts): every second, found or not, they
+   * wait behind students' questions in the embedded database's thread.
+   */
   async runOnce(jobId?: number): Promise<Job | null> {
     for (const job of await failAbandonedJobs(this.#db, this.kinds)) {
       this.#log.warn({ jobId: job.id, kind: job.kind, attempts: job.attempts }, 'job crashed too often; failed')
