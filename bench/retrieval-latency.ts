@@ -17,7 +17,9 @@
  * Queries: the 105 labelled questions (direct, inflected, Latin-script, paraphrase, distractor)
  * plus questions cut from synthetic chunks (their words, re-inflected, typed in Latin letters, a
  * rare topic word), each with one of five filters (none, own grade preferred, subject, grade
- * only, subject + own grade). One untimed pass warms the caches, then every query is timed once;
+ * only, subject + own grade). One untimed pass warms the caches, then every query is timed once
+ * with its similar words cached (the warm-up looked them up) and once more, the main numbers, with
+ * retrieval's similar-word cache emptied before each call;
  * each of its two SQL statements is timed too, and EXPLAIN ANALYZE of each search statement
  * afterwards says where inside it the time went. Recall@10 compares the HNSW scan (which the
  * vector leg uses when it runs alone) with exact search for the very query embeddings retrieval used.
@@ -44,6 +46,7 @@ import type { Embedder } from '../src/services/embeddings/embedder.ts'
 import { createLocalEmbedder } from '../src/services/embeddings/local.ts'
 import { normalizeText } from '../src/services/retrieval/normalize.ts'
 import { HNSW_EF_SEARCH, retrievePassages, type RetrieveOptions } from '../src/services/retrieval/retrieve.ts'
+import { clearSimilarWordsCache } from '../src/services/retrieval/vocabulary.ts'
 import { importSampleBook, loadSampleBooks } from '../src/services/textbooks/samples.ts'
 import { chunkEmbeddingText, createTextbook, insertChunks, markReady, type ChunkInput } from '../src/services/textbooks/store.ts'
 
@@ -597,7 +600,10 @@ async function measure(size: number) {
     ...syntheticQueries(built.books, SYNTHETIC_QUERIES),
   ]
 
-  const run = async (q: Query): Promise<Sample> => {
+  const run = async (q: Query, cold = true): Promise<Sample> => {
+    // Cold: the similar-word cache emptied first, so every query word is looked up (what a word
+    // not asked about since the last book became ready costs).
+    if (cold) clearSimilarWordsCache(db)
     statements = []
     embedMs = 0
     lastVector = null
@@ -615,14 +621,19 @@ async function measure(size: number) {
     return { query: q, ms: total, cpuMs: (used.user + used.system) / 1000, phases, statements: mine, vector: lastVector }
   }
 
-  // Warm-up: one untimed pass over every query.
+  // Warm-up: one untimed pass over every query (it also fills the similar-word cache).
   const tWarm = performance.now()
-  for (const q of queries) await run(q)
+  for (const q of queries) await run(q, false)
   const warmS = (performance.now() - tWarm) / 1000
+  // Each query again with its words' similar words cached (asked before), then the main pass
+  // with the cache emptied before every call.
+  const cached: Sample[] = []
+  for (const q of queries) cached.push(await run(q, false))
   const load = loadavg()
   const samples: Sample[] = []
   for (const q of queries) samples.push(await run(q))
   const loadAfter = loadavg()
+  const sharedBuffers = (await sql<{ s: string }>`SELECT current_setting('shared_buffers') AS s`.execute(db)).rows[0]!.s
 
   // Recall@10: the HNSW scan against exact search, same query embedding, same scope.
   const recall = values['skip-recall'] ? { rows: [], builds: [], distances: '–' } : await measureRecall(db, samples)
@@ -634,7 +645,7 @@ async function measure(size: number) {
   // Not db.destroy(): it would end the shared pool that database.close() ends.
   await built.database.close()
   if (built.dir && !values.keep) rmSync(built.dir, { recursive: true, force: true })
-  return { size, built, buildS, warmS, queries, samples, load, loadAfter, recall, parts, explained }
+  return { size, built, buildS, warmS, queries, samples, cached, sharedBuffers, load, loadAfter, recall, parts, explained }
 }
 
 /** The textbooks the vector leg searches for a query: every allowed book, and the own-grade ones separately when a grade is preferred. */
@@ -886,7 +897,7 @@ async function main() {
     '## Retrieval latency and HNSW recall',
     '',
     'A synthetic Mongolian corpus in embedded PGlite on disk (a DATA_DIR under .cache/ or the temp dir; PGlite\'s default',
-    'settings: 128 MB shared buffers), built-in embedder (768 dimensions). Chunks: the 7 sample books (63 chunks: the',
+    `settings: ${[...new Set(results.map((r) => r.sharedBuffers))].join(' / ')} shared buffers), built-in embedder (768 dimensions). Chunks: the 7 sample books (63 chunks: the`,
     'smallest size is just them) plus generated books over all 21 subjects and grades 1–12; a generated chunk has',
     '120–260 words — 30% verbatim sample sentences, the rest generated sentences whose words come from a Zipf-ranked',
     'vocabulary (the sample words first, then ~300k generated Mongolian-looking stems with case endings), the book\'s and',
@@ -899,7 +910,9 @@ async function main() {
     `Queries per size: the ${labelled.length} labelled questions and ${SYNTHETIC_QUERIES} cut from generated chunks (same words, re-inflected, typed in Latin`,
     'letters, one rare topic word), each with one of five filters (none, own grade preferred, subject, grade only,',
     'subject + own grade). One untimed warm-up pass, then each query timed once, end to end (`retrievePassages`, limit 5,',
-    `all three legs; ${[...new Set(results.flatMap((r) => r.samples.map((x) => x.statements.length)))].sort().join(' or ')} statements per call).`,
+    `all three legs; ${[...new Set(results.flatMap((r) => r.samples.map((x) => x.statements.length)))].sort().join(' or ')} statements per call), with the similar-word cache emptied before each call, so every`,
+    'query word is looked up in the vocabulary; the row "similar words cached" times the same calls once more before that,',
+    'each query\'s words already looked up by the warm-up (retrieve.ts caches them per vocabulary).',
     '',
     '```',
     `npx node bench/retrieval-latency.ts --sizes ${SIZES.join(',')} --keep [--hnsw-params 32:200] [--explain N] [--write]`,
@@ -916,6 +929,10 @@ async function main() {
   for (const r of results) {
     const t = r.samples.map((s) => s.ms)
     lines.push(`| ${r.size.toLocaleString('en')} | ${t.length} | ${ms(percentile(t, 50))} | **${ms(percentile(t, 95))}** | ${ms(percentile(t, 99))} | ${ms(Math.max(...t))} | ${ms(t.reduce((a, b) => a + b, 0) / t.length)} |`)
+  }
+  for (const r of results) {
+    const t = r.cached.map((s) => s.ms)
+    lines.push(`| ${r.size.toLocaleString('en')}, similar words cached | ${t.length} | ${ms(percentile(t, 50))} | ${ms(percentile(t, 95))} | ${ms(percentile(t, 99))} | ${ms(Math.max(...t))} | ${ms(t.reduce((a, b) => a + b, 0) / t.length)} |`)
   }
   lines.push('', 'The same calls in CPU time of the process (PGlite runs in it; other processes\' load inflates it less than wall time), ms:', '', '| corpus | p50 | p95 | p99 |', '|---|---|---|---|')
   for (const r of results) {

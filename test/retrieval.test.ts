@@ -12,8 +12,9 @@ import {
   transliterate,
   transliterateWord,
 } from '../src/services/retrieval/normalize.ts'
-import { retrievePassages, type Passage, type RetrieveOptions } from '../src/services/retrieval/retrieve.ts'
+import { ALL_LEGS, retrievePassages, type Passage, type RetrieveOptions } from '../src/services/retrieval/retrieve.ts'
 import { buildSnippet, snippetHtml } from '../src/services/retrieval/snippet.ts'
+import { clearSimilarWordsCache, similarityLookups, similarityTerms } from '../src/services/retrieval/vocabulary.ts'
 import { chunkBlocks } from '../src/services/textbooks/chunk.ts'
 import { importSampleBook, loadSampleBooks, parseSampleBook, SampleFormatError } from '../src/services/textbooks/samples.ts'
 import { chunkEmbeddingText, createTextbook, deleteTextbook, insertChunks, insertPages, markFailed, markReady, type ChunkInput } from '../src/services/textbooks/store.ts'
@@ -192,6 +193,76 @@ test('one lookup and one search statement per call, and the search settings do n
   assert.equal(statements.length, 2, statements.join('\n---\n'))
   const { rows } = await sql<{ ef: string; trgm: string }>`SELECT current_setting('hnsw.ef_search') AS ef, current_setting('pg_trgm.similarity_threshold') AS trgm`.execute(database.db)
   assert.deepEqual(rows[0], { ef: '40', trgm: '0.3' }, 'the defaults again after the statement')
+})
+
+test('similar words are cached per vocabulary: the same results, still two statements, and a new book refreshes them', async () => {
+  clearSimilarWordsCache()
+  const statements: string[] = []
+  const stop = database.onStatement((text) => statements.push(text))
+  let first: Passage[]
+  let again: Passage[]
+  try {
+    first = await search('фотосинтезийн явц', { limit: 10 })
+    again = await search('фотосинтезийн явц', { limit: 10 })
+  } finally {
+    stop()
+  }
+  assert.equal(statements.length, 4, 'two statements per call, cached or not')
+  assert.ok(statements[1]!.includes('search_words'), 'the first call looks its similar words up')
+  assert.ok(!statements[3]!.includes('search_words'), 'the second takes them from the cache')
+  assert.deepEqual(again, first)
+  assert.ok(first.some((p) => p.ranks.trigram !== undefined))
+
+  // A misspelled word the vocabulary does not know: nothing yet (and that is cached too).
+  const query = 'щюфкэлдагчид'
+  assert.deepEqual(await search(query), [])
+  // A book with a look-alike becomes ready: the vocabulary changed, so the cache does not answer.
+  const id = await makeBook({ subject: 'biology', grade: 5 }, ['Щюфкэлдэгчид өвлийн турш нүхэндээ ичээнд ордог.'])
+  const found = await search(query)
+  assert.equal(found[0]?.textbook.id, id)
+  assert.ok(found[0]!.ranks.trigram !== undefined, 'found by its look-alike')
+  await database.db.transaction().execute((trx) => deleteTextbook(trx, id))
+  assert.deepEqual(await search(query), [], 'and gone with the book')
+})
+
+test("look-alikes of a word the vocabulary knows are searched among the words that start like it, of an unknown word in all words", () => {
+  const expanded = [
+    { token: { text: 'фотосинтезийн', latin: false, variants: ['фотосинтезийн'] }, resolved: 'фотосинтезийн', forms: [{ word: 'фотосинтез', chunks: 3 }] },
+    { token: { text: 'амисгал', latin: false, variants: ['амисгал'] }, resolved: 'амисгал', forms: [] },
+    { token: { text: 'хувийн', latin: false, variants: ['хувийн'] }, resolved: 'хувийн', forms: [{ word: 'хувь', chunks: 1 }] },
+  ]
+  assert.deepEqual(similarityLookups(expanded, similarityTerms(expanded)), [
+    { term: 'фотосинтезийн', prefix: 'фото' },
+    { term: 'амисгал', prefix: '' },
+    { term: 'хувийн', prefix: 'хув' },
+  ])
+})
+
+test('a query whose every word is common (past the index budget) still finds chunks that contain all of its words', async () => {
+  // 1,100 chunks with both words (more index entries than stage 1 reads for rare words), 20 with
+  // one of them; no embeddings (the text legs alone), inserted in one statement to stay quick.
+  const contents = [
+    ...Array.from({ length: 1100 }, (_, i) => `Гүргэмийн шимэгч бүр ${i + 1}-р ангиллынх.`),
+    ...Array.from({ length: 20 }, (_, i) => `Гүргэмийн навч ${i + 1}.`),
+  ]
+  const { id } = await createTextbook(database.db, { title: 'Туршилт: нийтлэг үгс', subject: 'biology', grade: 11 })
+  const chunks = contents.map((content, ord): ChunkInput => ({ ord, sectionPath: '1', sectionTitle: 'Гүргэм', pageStart: 1, pageEnd: 1, pdfPageStart: 1, pdfPageEnd: 1, content }))
+  await database.db.transaction().execute(async (trx) => {
+    await sql`
+      INSERT INTO chunks (textbook_id, ord, section_path, section_title, page_start, page_end, pdf_page_start, pdf_page_end, content, content_norm)
+      SELECT ${id}, ord - 1, '1', 'Гүргэм', 1, 1, 1, 1, content, norm
+      FROM unnest(${contents}::text[], ${chunks.map((c) => normalizeText(chunkEmbeddingText(c)))}::text[]) WITH ORDINALITY AS c(content, norm, ord)`.execute(trx)
+    await markReady(trx, id)
+  })
+  try {
+    for (const legs of [['keyword'], ALL_LEGS] as const) {
+      const found = await search('гүргэмийн шимэгч', { textbookId: id, limit: 50, legs })
+      assert.equal(found.length, 50, legs.join())
+      assert.ok(found.every((p) => p.textbook.id === id && /шимэгч/.test(p.content) && p.ranks.keyword !== undefined), `${legs.join()}: chunks with both words`)
+    }
+  } finally {
+    await database.db.transaction().execute((trx) => deleteTextbook(trx, id))
+  }
 })
 
 test('subject, textbook and section filters', async () => {

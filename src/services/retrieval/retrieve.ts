@@ -4,7 +4,21 @@ import { vectorColumn } from '../../db/vector.ts'
 import type { Embedder } from '../embeddings/embedder.ts'
 import { analyzeQuery, type QueryToken } from './normalize.ts'
 import { buildSnippet, snippetHtml, type SnippetSegment } from './snippet.ts'
-import { expandQueryWords, prefixLookupJson, prefixLookups, similarityTerms, similarWordsSql, SIMILARITY_THRESHOLD, type ExpandedWord } from './vocabulary.ts'
+import {
+  cachedSimilarWords,
+  expandQueryWords,
+  prefixLookupJson,
+  prefixLookups,
+  rememberSimilarWords,
+  similarityLookups,
+  similarityTerms,
+  similarWordsSql,
+  SIMILARITY_THRESHOLD,
+  vocabularyKey,
+  vocabularyKeySql,
+  type ExpandedWord,
+  type SimilarWord,
+} from './vocabulary.ts'
 
 /**
  * Finds the textbook passages that answer a question. Three legs rank the same chunks —
@@ -69,6 +83,17 @@ const MIN_CANDIDATES = 30
 const INDEX_BUDGET = 1000
 /** Candidates a text leg scores in full (detoasting their tsvector is the costly part). */
 const RESCORE = 60
+/**
+ * When no query word is rare, stage 1 takes RESCORE chunks that contain all of them. The GIN
+ * index reads every posting list to build its bitmap — a word in 90% of 100,000 chunks is a
+ * 90,000-entry bitmap, ~35 ms in wasm, to take 60 of them. When the words are that common,
+ * stage 1 instead reads the scope's chunks in order (COMMON_SCAN at most) and keeps the first
+ * RESCORE that contain all words: chosen when the expected chunks to read (RESCORE divided by
+ * the estimated share with all words) are at most half of COMMON_SCAN and cost less than the
+ * index's entries (a chunk read and matched costs ~SCAN_VS_INDEX_ENTRY posting entries).
+ */
+const COMMON_SCAN = 1000
+const SCAN_VS_INDEX_ENTRY = 150
 /** hnsw.ef_search for the vector leg when it runs alone (exported for bench/retrieval-latency.ts). */
 export const HNSW_EF_SEARCH = 80
 
@@ -101,6 +126,9 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
   const ownIds = grade !== null ? books.filter((b) => b.grade === grade).map((b) => b.id) : []
   const section = options.sectionPath?.trim() || null
   const words = lookup.words
+  // Similar words already looked up under this vocabulary come from the cache; the search
+  // statement looks up the others and hands them back.
+  const similar = cachedSimilarWords(db, vocabularyKey(lookup.books), similarityTerms(words))
 
   // The embedding may be a network call: made between the statements, holding no connection.
   const queryText = words.map((w) => w.resolved).join(' ')
@@ -109,6 +137,7 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
   // Statement 2: settings, similar words, the three legs, fusion and the passages' details.
   const rows = await search(db, {
     words,
+    similar,
     legs,
     totalChunks,
     scope: scopeFilter(allIds, section),
@@ -124,7 +153,9 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
     candidates,
     limit,
   })
-  if (!rows.length) return []
+  const meta = rows[0]
+  if (meta && similar.missing.length) rememberSimilarWords(db, meta.vocab_key, similar.missing, meta.learned ?? [])
+  if (!meta || meta.id === null) return []
 
   const maxScore = legs.length / (RRF_K + 1)
   // Highlight the words the keyword and trigram legs searched for.
@@ -137,7 +168,7 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
     if (row.trigram_rank !== null) ranks.trigram = Number(row.trigram_rank)
     if (row.vector_rank !== null) ranks.vector = Number(row.vector_rank)
     return {
-      chunkId: row.id,
+      chunkId: row.id!,
       textbook: { id: row.textbook_id, title: row.title, subject: row.subject, grade: row.grade },
       section: { path: row.section_path, title: row.section_title },
       pageStart: row.page_start,
@@ -198,6 +229,8 @@ function scopeFilter(ids: number[], section: string | null): RawBuilder<unknown>
 
 interface SearchPlan {
   words: ExpandedWord[]
+  /** Similar words of the terms: from the cache, and the terms the statement must look up. */
+  similar: { known: SimilarWord[]; missing: string[] }
   legs: readonly RetrievalLeg[]
   totalChunks: number
   scope: RawBuilder<unknown>
@@ -209,7 +242,8 @@ interface SearchPlan {
 }
 
 interface PassageRow {
-  id: number
+  /** null on the one row of a search that found nothing (it still carries `learned`). */
+  id: number | null
   keyword_rank: string | number | null
   trigram_rank: string | number | null
   vector_rank: string | number | null
@@ -229,6 +263,9 @@ interface PassageRow {
   next: string | null
   /** The trigram lookups' words (the same on every row), for highlights. */
   similar_words: string[] | null
+  /** The similar words the statement looked up (the terms not cached), and the vocabulary they came from. */
+  learned: SimilarWord[] | null
+  vocab_key: string
 }
 
 /**
@@ -243,7 +280,14 @@ interface PassageRow {
 async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
   const { words, legs, totalChunks } = plan
   const ctes: RawBuilder<unknown>[] = [sql`settings AS MATERIALIZED (${settingsCte()})`]
-  ctes.push(sql`lookalikes AS MATERIALIZED (${similarWordsSql(similarityTerms(words), { table: SETTINGS, column: sql`settings.trgm` })})`)
+  const { known, missing } = plan.similar
+  const lookups: RawBuilder<unknown>[] = []
+  if (known.length) {
+    lookups.push(sql`SELECT * FROM unnest(${known.map((k) => k.term)}::text[], ${known.map((k) => k.word)}::text[],
+      ${known.map((k) => k.chunks)}::int[], ${known.map((k) => k.similarity)}::float4[]) AS k(term, word, chunks, similarity)`)
+  }
+  if (missing.length || !known.length) lookups.push(similarWordsSql(similarityLookups(words, missing), { table: SETTINGS, column: sql`settings.trgm` }))
+  ctes.push(sql`lookalikes AS MATERIALIZED (${sql.join(lookups, sql` UNION ALL `)})`)
   const ranked: RawBuilder<unknown>[] = []
   /** The text legs' CTEs in this statement: the vector leg ranks what they found. */
   const found: RawBuilder<unknown>[] = []
@@ -307,18 +351,26 @@ async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
              * CASE WHEN textbook_id = ANY(${plan.boosted}::int[]) THEN ${OWN_GRADE_BOOST}::float8 ELSE 1::float8 END AS score
     FROM fused ${evidence}
     ORDER BY score DESC, id LIMIT ${plan.limit})`)
+  // One row at least (meta LEFT JOIN the passages): the looked-up similar words go back to the
+  // cache even when nothing is found, with the vocabulary key read in this same snapshot.
+  const learned = missing.length
+    ? sql`(SELECT json_agg(json_build_object('term', term, 'word', word, 'chunks', chunks, 'similarity', similarity))
+           FROM lookalikes WHERE term = ANY(${missing}::text[]))`
+    : sql`NULL::json`
   const { rows } = await sql<PassageRow>`
     WITH ${sql.join(ctes, sql`, `)}
     SELECT b.id, b.keyword_rank, b.trigram_rank, b.vector_rank, b.score,
            c.textbook_id, t.title, t.subject, t.grade, c.section_path, c.section_title,
            c.page_start, c.page_end, c.pdf_page_start, c.pdf_page_end, c.content,
            p.content AS previous, n.content AS next,
-           (SELECT array_agg(DISTINCT word) FROM lookalikes) AS similar_words
-    FROM best b
-    JOIN chunks c ON c.id = b.id
-    JOIN textbooks t ON t.id = c.textbook_id
-    LEFT JOIN chunks p ON p.textbook_id = c.textbook_id AND p.ord = c.ord - 1 AND p.section_path = c.section_path
-    LEFT JOIN chunks n ON n.textbook_id = c.textbook_id AND n.ord = c.ord + 1 AND n.section_path = c.section_path
+           meta.similar_words, meta.learned, meta.vocab_key
+    FROM (SELECT (SELECT array_agg(DISTINCT word) FROM lookalikes) AS similar_words, ${learned} AS learned,
+                 ${vocabularyKeySql()} AS vocab_key) AS meta
+    LEFT JOIN (best b
+      JOIN chunks c ON c.id = b.id
+      JOIN textbooks t ON t.id = c.textbook_id
+      LEFT JOIN chunks p ON p.textbook_id = c.textbook_id AND p.ord = c.ord - 1 AND p.section_path = c.section_path
+      LEFT JOIN chunks n ON n.textbook_id = c.textbook_id AND n.ord = c.ord + 1 AND n.section_path = c.section_path) ON true
     ORDER BY b.score DESC, b.id`.execute(db)
   return rows
 }
@@ -339,17 +391,32 @@ interface Evidence {
  * without touching the chunks' text) and sums, per chunk, the best weight for each query word.
  * Stage 2 scores the RESCORE best of them in full — all evidence, common words included, and
  * with `closeness` a little cover density (ts_rank_cd) for chunks where the words stand close
- * together. When every word is common, stage 1 takes chunks containing all of them instead.
+ * together. When every word is common, stage 1 takes chunks containing all of them instead
+ * (from the GIN index, or when they are very common by reading the scope's chunks: COMMON_SCAN).
  */
 function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBuilder<unknown> | null): RawBuilder<unknown>[] {
   const evidence = sql.table(`${leg}_evidence`)
   const rare = sql.table(`${leg}_rare`)
   const stage1 = sql.table(`${leg}_stage1`)
+  const all = sql.table(`${leg}_all`)
   return [
     // The longest run of evidence, rarest first, whose index entries fit the budget.
     sql`${rare} AS MATERIALIZED (
       SELECT * FROM (SELECT e.*, sum(e.df) OVER (ORDER BY e.df, e.ord) AS entries FROM ${evidence} e) AS e
       WHERE entries <= ${INDEX_BUDGET})`,
+    // When nothing is rare: every query word (any of its evidence), and whether reading the
+    // scope's chunks finds RESCORE with all of them sooner than the GIN index reads their
+    // posting lists (COMMON_SCAN): the share of chunks with all of them is estimated as the
+    // product of each word's commonest evidence's share, the index's work as the entries it reads.
+    sql`${all} AS MATERIALIZED (
+      SELECT q, coalesce(share >= ${(2 * RESCORE) / COMMON_SCAN}::float8 AND ${RESCORE}::float8 / share * ${SCAN_VS_INDEX_ENTRY} < entries, false) AS common
+      FROM (
+        SELECT string_agg('(' || any_form || ')', ' & ' ORDER BY term)::tsquery AS q, exp(sum(ln(greatest(share, 1e-9)))) AS share,
+               sum(entries) AS entries
+        FROM (
+          SELECT term, string_agg(qt, ' | ' ORDER BY ord) AS any_form, least(1, max(df)::float8 / ${plan.totalChunks}) AS share,
+                 sum(df)::float8 AS entries
+          FROM ${evidence} GROUP BY term) AS per_term) AS estimate)`,
     sql`${stage1} AS MATERIALIZED (
       (SELECT id FROM (
         SELECT id, sum(best ORDER BY term) AS w FROM (
@@ -360,9 +427,14 @@ function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBui
       ) AS ranked)
       UNION ALL
       (SELECT id FROM chunks
-       WHERE NOT EXISTS (SELECT FROM ${rare}) AND ${plan.scope}
-         AND tsv @@ (SELECT string_agg('(' || any_form || ')', ' & ' ORDER BY term)::tsquery FROM (
-           SELECT term, string_agg(qt, ' | ' ORDER BY ord) AS any_form FROM ${evidence} GROUP BY term) AS per_term)
+       WHERE NOT EXISTS (SELECT FROM ${rare}) AND NOT (SELECT common FROM ${all}) AND ${plan.scope}
+         AND tsv @@ (SELECT q FROM ${all})
+       LIMIT ${RESCORE})
+      UNION ALL
+      (SELECT id FROM (
+         SELECT id, tsv FROM chunks WHERE NOT EXISTS (SELECT FROM ${rare}) AND (SELECT common FROM ${all}) AND ${plan.scope}
+         LIMIT ${COMMON_SCAN}) AS c
+       WHERE (c.tsv @@ (SELECT q FROM ${all})) IS TRUE
        LIMIT ${RESCORE}))`,
     // Full score: for each query word, the best weight among its evidence the chunk contains.
     // Every `@@` would detoast (decompress) the chunk's tsvector again; `words` is decompressed
