@@ -5,7 +5,7 @@ import { TestClient } from './helpers/client.ts'
 import { makeClass, makeSchool, makeUser } from './helpers/factories.ts'
 import { cardsOn } from './teacher-helpers.ts'
 import { setSchoolDisabled } from '../src/services/accounts/schools.ts'
-import { clearSessionCache, STUDENT_IDLE_MS } from '../src/services/auth/sessions.ts'
+import { clearSessionCache, STUDENT_IDLE_MS, STUDENT_REFRESH_AFTER_MS } from '../src/services/auth/sessions.ts'
 
 /**
  * The in-process session cache (docs/decisions/012): a checked session is trusted from memory
@@ -108,8 +108,8 @@ test('a student\'s idle expiry still slides forward on requests served from the 
   mock.timers.enable({ apis: ['Date'], now: Date.now() })
   const { user, c } = await student()
   const row = () => t.database.db.selectFrom('sessions').select('expires_at').where('user_id', '=', user.id).executeTakeFirstOrThrow()
-  // 55 s into the session: not due for a refresh yet (once a minute), so the cached copy is as stored.
-  await t.database.db.updateTable('sessions').set({ expires_at: new Date(Date.now() + STUDENT_IDLE_MS - 55_000) }).where('user_id', '=', user.id).execute()
+  // 5 s before the refresh is due (every STUDENT_REFRESH_AFTER_MS), so the cached copy is as stored.
+  await t.database.db.updateTable('sessions').set({ expires_at: new Date(Date.now() + STUDENT_IDLE_MS - STUDENT_REFRESH_AFTER_MS + 5_000) }).where('user_id', '=', user.id).execute()
   assert.equal((await c.get('/student')).statusCode, 200)
   // 6 s later (well within the cache's lifetime) the refresh is due and written, from the cache path.
   mock.timers.tick(6_000)
