@@ -28,8 +28,8 @@ import {
  * their rankings are fused by reciprocal rank. A passage needs text evidence: the vector leg
  * ranks the chunks the text legs found, exactly; alone it searches the HNSW index. Only
  * textbooks with status 'ready' are searched. Every leg does bounded work whatever the corpus
- * size. Two statements per call, both prepared (src/db/prepared.ts: their text is the same for
- * every call of a shape, values are parameters). See docs/decisions/010-mongolian-retrieval.md.
+ * size. Two statements per call; the first is prepared (src/db/prepared.ts), the second is not
+ * (see search()). See docs/decisions/010-mongolian-retrieval.md.
  */
 
 export type RetrievalLeg = 'keyword' | 'trigram' | 'vector'
@@ -279,11 +279,9 @@ interface PassageRow {
  * columns, so Postgres evaluates set_config before it starts those scans. The settings are
  * transaction-local, and the statement is its own transaction: they end with it.
  *
- * Prepared (PREPARE): its text depends only on the shape (which legs, cached or missing similar
- * words, known or unknown terms, a section filter), a handful of texts; every value is a
- * parameter. Planning was ~40% of its cost at 63 chunks; on the sample corpus Postgres soon keeps
- * a generic plan; at 100 000 chunks it keeps choosing custom plans (docs/decisions/010, "Prepared
- * statements").
+ * NOT prepared, on purpose: on a 100 000-chunk library Postgres switches the shape with cached
+ * similar words to a generic plan that is twice as slow (p50 70–76 ms against 32–40 ms unprepared),
+ * and a national library is that size. See docs/decisions/010, "Prepared statements".
  */
 async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
   const { words, legs, totalChunks } = plan
@@ -379,7 +377,7 @@ async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
       JOIN textbooks t ON t.id = c.textbook_id
       LEFT JOIN chunks p ON p.textbook_id = c.textbook_id AND p.ord = c.ord - 1 AND p.section_path = c.section_path
       LEFT JOIN chunks n ON n.textbook_id = c.textbook_id AND n.ord = c.ord + 1 AND n.section_path = c.section_path) ON true
-    ORDER BY b.score DESC, b.id ${sql.raw(PREPARE)}`.execute(db)
+    ORDER BY b.score DESC, b.id`.execute(db)
   return rows
 }
 
