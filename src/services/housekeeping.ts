@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely'
 import type { DB } from '../db/schema.ts'
 import { pruneLoginFailures } from './auth/login.ts'
+import { PeriodicRounds } from './periodic.ts'
 
 /**
  * Deletes what nobody will read again: sessions past their expiry (a session is otherwise only
@@ -29,43 +30,31 @@ export interface HousekeeperLog {
 export class Housekeeper {
   private readonly db: Kysely<DB>
   private readonly log: HousekeeperLog
-  private readonly intervalMs: number
-  private timer: NodeJS.Timeout | null = null
-  private round: Promise<void> | null = null
+  private readonly rounds: PeriodicRounds
 
   constructor(db: Kysely<DB>, log: HousekeeperLog, options: { intervalMs?: number } = {}) {
     this.db = db
     this.log = log
-    this.intervalMs = options.intervalMs ?? 15 * 60 * 1000
+    this.rounds = new PeriodicRounds({ intervalMs: options.intervalMs ?? 15 * 60 * 1000, jitterMs: 30_000 }, () => this.tick())
   }
 
   start(): void {
-    if (this.timer) return
-    // Jitter: instances started together do not sweep in lockstep.
-    this.timer = setInterval(() => void this.tick(), this.intervalMs + Math.floor(Math.random() * 30_000))
-    this.timer.unref()
+    this.rounds.start()
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer)
-    this.timer = null
-    await this.round
+  stop(): Promise<void> {
+    return this.rounds.stop()
   }
 
-  async tick(): Promise<void> {
-    if (this.round) return this.round
-    this.round = (async () => {
+  /** One sweep (none while one runs). */
+  tick(): Promise<void> {
+    return this.rounds.run(async () => {
       try {
         const { sessions } = await sweepExpired(this.db)
         if (sessions) this.log.info({ sessions }, 'expired sessions deleted')
       } catch (err) {
         this.log.warn({ err }, 'housekeeping round failed')
       }
-    })()
-    try {
-      await this.round
-    } finally {
-      this.round = null
-    }
+    }, undefined)
   }
 }

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely'
 import type { DB } from '../../db/schema.ts'
 import { claimDueAnswers, hasDueAnswers, pruneAnswerCache } from './answers.ts'
 import type { AnswerBroker, BrokerLogger } from './broker.ts'
+import { PeriodicRounds } from '../periodic.ts'
 
 /**
  * The durable side of "never lose a question": answers queued after every provider failed (or
@@ -25,61 +26,48 @@ export class AnswerWorker {
   private readonly db: Kysely<DB>
   private readonly broker: AnswerBroker
   private readonly log: BrokerLogger
-  private readonly intervalMs: number
   private readonly batch: number
   private readonly maxActive: number
-  private timer: NodeJS.Timeout | null = null
-  private round: Promise<void> | null = null
+  private readonly rounds: PeriodicRounds
   private prunedAt = Date.now()
 
   constructor(db: Kysely<DB>, broker: AnswerBroker, log: BrokerLogger, options: WorkerOptions = {}) {
     this.db = db
     this.broker = broker
     this.log = log
-    this.intervalMs = options.intervalMs ?? 5000
     this.batch = options.batch ?? 10
     this.maxActive = options.maxActive ?? 500
+    this.rounds = new PeriodicRounds({ intervalMs: options.intervalMs ?? 5000, jitterMs: 500 }, () => this.tick())
   }
 
   start(): void {
-    if (this.timer) return
-    // A little jitter so instances started together do not poll in lockstep.
-    this.timer = setInterval(() => void this.tick(), this.intervalMs + Math.floor(Math.random() * 500))
-    this.timer.unref()
+    this.rounds.start()
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer)
-    this.timer = null
-    await this.round
+  stop(): Promise<void> {
+    return this.rounds.stop()
   }
 
-  /** One round: claim what is due and start answering it. Returns how many were claimed. */
-  async tick(): Promise<number> {
-    if (this.round || !this.broker.accepting) return 0
-    let claimed = 0
-    this.round = (async () => {
+  /** One round: claim what is due and start answering it. Returns how many were claimed (0 while a round runs). */
+  tick(): Promise<number> {
+    if (!this.broker.accepting) return Promise.resolve(0)
+    return this.rounds.run(async () => {
       try {
         const room = Math.min(this.batch, this.maxActive - this.broker.active)
-        if (room <= 0) return
+        if (room <= 0) return 0
         if (Date.now() - this.prunedAt > PRUNE_EVERY_MS) {
           this.prunedAt = Date.now()
           await pruneAnswerCache(this.db)
         }
-        if (!(await hasDueAnswers(this.db))) return
+        if (!(await hasDueAnswers(this.db))) return 0
         const jobs = await claimDueAnswers(this.db, room)
-        claimed = jobs.length
         for (const job of jobs) this.broker.start(job)
         if (jobs.length) this.log.info({ answers: jobs.map((j) => j.answerId) }, 'retrying queued answers')
+        return jobs.length
       } catch (err) {
         this.log.warn({ err }, 'answer worker round failed')
+        return 0
       }
-    })()
-    try {
-      await this.round
-    } finally {
-      this.round = null
-    }
-    return claimed
+    }, 0)
   }
 }
