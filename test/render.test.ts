@@ -179,6 +179,27 @@ describe('math', () => {
     assert.match(html, /<span class="math" role="img" aria-label="\\frac\{a\}\{b\} &lt; c"><span class="katex"><span class="katex-html" aria-hidden="true">/)
   })
 
+  test('formulas sanitized apart come out exactly as sanitizing the whole answer would; repeats are identical', () => {
+    // The whole answer with KaTeX's raw HTML inline, sanitized at once (how it was done before).
+    const cases: [string, string][] = [
+      ['а $6CO_2 + 6H_2O \\to C_6H_{12}O_6$ б', `<p>а <span class="math" role="img" aria-label="6CO_2 + 6H_2O \\to C_6H_{12}O_6">${renderKatex('6CO_2 + 6H_2O \\to C_6H_{12}O_6', false)}</span> б</p>\n`],
+      ['$$\\frac{a}{\\sqrt{b}}$$', `<div class="math" role="img" aria-label="\\frac{a}{\\sqrt{b}}">${renderKatex('\\frac{a}{\\sqrt{b}}', true)}</div>\n`],
+      ['**тод** $\\color{red}{y}$', `<p><strong>тод</strong> <span class="math" role="img" aria-label="\\color{red}{y}">${renderKatex('\\color{red}{y}', false)}</span></p>\n`],
+    ]
+    for (const [src, raw] of cases) {
+      const once = render(src).html
+      assert.equal(once, sanitizeAnswerHtml(raw), src)
+      assert.equal(render(src).html, once, 'the same formula renders the same the second time (from the cache)')
+      assert.doesNotMatch(once, /[\u0001\u0002]/)
+    }
+  })
+
+  test('marker characters in the model text cannot pull in a formula', () => {
+    const r = render('$x^2$ then \u00010\u0002 and \u0001' + '0\u0002 text')
+    assert.equal((r.html.match(/class="katex"/g) ?? []).length, 1)
+    assert.match(text(r.html), /then 0 and 0 text/)
+  })
+
   test('no inline style anywhere: KaTeX lengths become classes, colours a palette', () => {
     const { html } = render('$\\color{red}{x} + \\textcolor{#00f}{y} + \\colorbox{yellow}{z} + \\fcolorbox{red}{white}{w} + \\phantom{q}\\sqrt[3]{x} \\rule{1em}{0.1em}\\kern0.5em\\pmb{x}$')
     assert.doesNotMatch(html, /style=/)

@@ -1,6 +1,6 @@
 import markdownIt, { type Env, type MarkdownIt, type StateCore, type Token } from 'markdown-it'
 import { createI18n, type Translate } from '../i18n.ts'
-import { mathPlugin, type MathEnv } from './math.ts'
+import { MATH_MARKER, mathPlugin, type MathEnv } from './math.ts'
 import { EXTERNAL_REL, isExternalHref, isSafeHref, sanitizeAnswerHtml } from './sanitize.ts'
 
 /**
@@ -198,10 +198,13 @@ export function renderAnswer(markdown: string, opts: RenderAnswerOptions = {}): 
   const citations = new Map<number, Citation>()
   for (const c of opts.citations ?? []) if (Number.isInteger(c.n) && c.n > 0) citations.set(c.n, c)
   const headingLevel = Math.max(2, Math.min(6, Math.trunc(opts.headingLevel ?? 3)))
-  const env: AnswerEnv = { math: { count: 0, chars: 0, html: 0, used: false, skipped: 0 }, citations, headingLevel }
+  // Formulas come back as markers, sanitized apart (math.ts, typesetMath) and put back after the rest is.
+  const env: AnswerEnv = { math: { count: 0, chars: 0, html: 0, used: false, skipped: 0, fragments: [] }, citations, headingLevel }
 
   let html = md.render(source, env as unknown as Env)
   if (truncated) html += `<p class="answer-note">${escapeHtml(t('render.truncated'))}</p>\n`
   if (env.math.skipped) html += `<p class="answer-note">${escapeHtml(t('render.mathLimited', { count: env.math.skipped }))}</p>\n`
-  return { html: sanitizeAnswerHtml(html), hasMath: env.math.used, truncated: truncated || env.math.skipped > 0 }
+  const fragments = env.math.fragments!
+  const safe = sanitizeAnswerHtml(html).replace(MATH_MARKER, (_, i: string) => fragments[Number(i)] ?? '')
+  return { html: safe, hasMath: env.math.used, truncated: truncated || env.math.skipped > 0 }
 }

@@ -1,6 +1,7 @@
 import katex from 'katex'
 import 'katex/contrib/mhchem'
 import type { Env, MarkdownIt, StateBlock, StateInline, Token } from 'markdown-it'
+import { sanitizeAnswerHtml } from './sanitize.ts'
 
 /**
  * Math in model output: `$…$`, `\(…\)` inline; `$$…$$`, `\[…\]` display (as a block of their
@@ -31,7 +32,7 @@ export const MAX_TEX_CHARS = 1000
 export const MAX_EXPRESSIONS = 200
 /** Total TeX characters typeset per answer. */
 export const MAX_TOTAL_TEX_CHARS = 12_000
-/** Total KaTeX HTML per answer (before sanitizing). */
+/** Total KaTeX HTML per answer (sanitized). */
 export const MAX_KATEX_HTML = 150_000
 
 export interface MathEnv {
@@ -43,6 +44,41 @@ export interface MathEnv {
   used: boolean
   /** Some expressions were left as source because of the limits. */
   skipped: number
+  /**
+   * When present, each expression's (sanitized) KaTeX HTML goes here and the rendered markdown
+   * holds a marker for it instead (see mathMarker), put back after the rest is sanitized.
+   */
+  fragments?: string[]
+}
+
+/**
+ * Stands for fragment `i` in rendered markdown. Control characters U+0001/U+0002 cannot come from
+ * the model's text (renderAnswer strips them first) and pass through sanitize-html as text.
+ */
+export const mathMarker = (i: number) => `\u0001${i}\u0002`
+export const MATH_MARKER = /\u0001(\d+)\u0002/g
+
+/*
+ * Typeset and sanitized expressions, most recently used last. KaTeX's HTML is ~90% of an answer
+ * with formulas, and sanitizing it (its inline styles turned into classes) cost ~5 ms of a 300-token
+ * answer's ~8 ms: an expression is sanitized on its own once, and again only when it has left
+ * this cache. Students of a class ask about the same formulas.
+ */
+const TYPESET_CACHE_ENTRIES = 2000
+const typesetCache = new Map<string, string>()
+
+/** KaTeX HTML for `tex`, sanitized (sanitize.ts: styles become classes), from the cache when it can. */
+export function typesetMath(tex: string, display: boolean): string {
+  const key = (display ? 'D' : 'I') + tex
+  let html = typesetCache.get(key)
+  if (html !== undefined) {
+    typesetCache.delete(key)
+  } else {
+    html = sanitizeAnswerHtml(renderKatex(tex, display))
+    if (typesetCache.size >= TYPESET_CACHE_ENTRIES) typesetCache.delete(typesetCache.keys().next().value!)
+  }
+  typesetCache.set(key, html)
+  return html
 }
 
 const escapeHtml = (s: string) =>
@@ -72,15 +108,16 @@ function renderMath(tex: string, markup: string, display: boolean, block: boolea
   }
   env.count++
   env.chars += tex.length
-  const html = renderKatex(tex, display)
+  const html = typesetMath(tex, display)
   if (env.html + html.length > MAX_KATEX_HTML) return asSource(tex, markup, block, env)
   env.html += html.length
   env.used = true
   const label = escapeHtml(tex.trim().replace(/\s+/g, ' '))
+  const inner = env.fragments ? mathMarker(env.fragments.push(html) - 1) : html
   // Display math inside a paragraph stays a span (KaTeX's .katex-display is display:block).
   return block
-    ? `<div class="math" role="img" aria-label="${label}">${html}</div>\n`
-    : `<span class="math" role="img" aria-label="${label}">${html}</span>`
+    ? `<div class="math" role="img" aria-label="${label}">${inner}</div>\n`
+    : `<span class="math" role="img" aria-label="${label}">${inner}</span>`
 }
 
 /** Index of `close` in src[from, limit), skipping backslash pairs (so `\$` and `\\` never close); -1 if absent. */
