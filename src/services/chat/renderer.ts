@@ -4,8 +4,8 @@ import type { Language } from '../i18n.ts'
 import type { PresentedAnswer } from './present.ts'
 
 /**
- * Renders finished answers (markdown + KaTeX + sanitizing, ~8 ms for a 300-token answer with a
- * few formulas) in a worker thread (render-worker.ts), so that answers finishing together do not
+ * Renders finished answers (markdown + KaTeX + sanitizing: ~2 ms for a 300-token answer whose
+ * formulas were seen before, ~8 ms when they are new; see decision 007) in a worker thread (render-worker.ts), so that answers finishing together do not
  * stall every other stream and request on the event loop. One worker, started at the first
  * answer; requests are answered in order. If the worker fails, the caller renders in its own
  * thread (presentAnswer) — slower for everyone, never wrong.
