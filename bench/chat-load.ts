@@ -1,13 +1,15 @@
 // Many students asking the tutor at once, against the real server with a fake LLM.
 //
-//   npx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--tokens 300] [--tps 40] [--write]
+//   npx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--tokens 300] [--tps 40] [--spread S] [--write]
 //
 // Three processes besides this one: the fake OpenRouter (test/fakes/openrouter.ts), the app
 // (src/server.ts on an embedded database in a temporary DATA_DIR, sample textbooks loaded, one
 // school of students), and a bare Fastify SSE proxy of the same fake stream (`--proxy`, the
 // ceiling: no database, no retrieval, no broker). At each level, that many students each log in,
 // then in a closed loop ask a question the htmx way (POST → fragment with the stream URL) and read
-// the answer's SSE stream to its `done` event. Each question is different, so none comes from the
+// the answer's SSE stream to its `done` event. Their first questions come at random over --spread
+// seconds (default: one answer's length, tokens / tps; answers all take about as long, so students
+// who started together would keep asking together), and the --seconds after that are measured. Each question is different, so none comes from the
 // cache. Reports turns/s, time to first token (POST sent → first token event), what the app adds
 // over the fake's own first token, errors, the app's peak RSS, and the CPU time the app and the proxy
 // spend per turn (by thread for the app: the event loop, the database thread, the answer renderer;
@@ -67,6 +69,8 @@ async function runProxy(port: number, fakeUrl: string): Promise<void> {
 
 interface TurnResult {
   ok: boolean
+  /** When the turn started (performance.now()); set by level(). */
+  at?: number
   ttftMs: number
   totalMs: number
   error?: string
@@ -362,34 +366,49 @@ async function level(
   target: 'app' | 'proxy',
   workers: number,
   seconds: number,
+  /** Students' first questions are spread over this many ms; only turns started after it count. */
+  spreadMs: number,
   turn: (worker: number, n: number) => Promise<TurnResult>,
   pid: number | null,
   cpuPid: number | null = pid,
   metricsOf: (() => Promise<Scrape>) | null = null,
 ): Promise<LevelResult> {
-  const results: TurnResult[] = []
-  const scrapeBefore = metricsOf ? await metricsOf() : null
+  const all: TurnResult[] = []
+  const started = performance.now()
+  // The measured window starts when every student is asking: the app's metrics and CPU time from then on.
+  const steadyFrom = started + spreadMs
+  const deadline = steadyFrom + seconds * 1000
+  let scrapeBefore: Promise<Scrape | null> = Promise.resolve(null)
+  let cpuBefore: Map<string, number> | null = null
+  const steadyTimer = setTimeout(() => {
+    if (metricsOf) scrapeBefore = metricsOf().catch(() => null)
+    if (cpuPid) cpuBefore = threadCpuMs(cpuPid)
+  }, spreadMs)
   let scrapeMid: Promise<Scrape | null> = Promise.resolve(null)
-  const midTimer = metricsOf ? setTimeout(() => (scrapeMid = metricsOf().catch(() => null)), (seconds * 1000) / 2) : null
-  const cpuBefore = cpuPid ? threadCpuMs(cpuPid) : null
+  const midTimer = metricsOf ? setTimeout(() => (scrapeMid = metricsOf().catch(() => null)), spreadMs + (seconds * 1000) / 2) : null
   let peak: number | null = pid ? rssMb(pid) : null
   const sampler = pid ? setInterval(() => (peak = Math.max(peak ?? 0, rssMb(pid) ?? 0)), 250) : null
-  const started = performance.now()
-  const deadline = started + seconds * 1000
   let n = 0
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
-      // Spread the first requests over a second, as students do not all click at once.
-      await new Promise((r) => setTimeout(r, Math.random() * 1000))
-      while (performance.now() < deadline) results.push(await turn(w, ++n))
+      // Students do not all click at once: the first questions come at random over spreadMs.
+      await new Promise((r) => setTimeout(r, Math.random() * spreadMs))
+      while (performance.now() < deadline) {
+        const at = performance.now()
+        all.push({ ...(await turn(w, ++n)), at })
+      }
     }),
   )
-  const elapsed = (performance.now() - started) / 1000
+  clearTimeout(steadyTimer)
   if (sampler) clearInterval(sampler)
+  // Turns started in the window; each was finished, so started per second = finished per second.
+  const results = all.filter((r) => r.at! >= steadyFrom)
+  const elapsed = (deadline - steadyFrom) / 1000
   const ok = results.filter((r) => r.ok)
   let cpu: LevelResult['cpu'] = null
-  if (cpuPid && cpuBefore && ok.length) {
-    const used = [...threadCpuMs(cpuPid)].map(([k, v]) => [k.split(':')[1]!, (v - (cpuBefore.get(k) ?? 0)) / ok.length] as const)
+  const cpuFrom = cpuBefore as Map<string, number> | null
+  if (cpuPid && cpuFrom && ok.length) {
+    const used = [...threadCpuMs(cpuPid)].map(([k, v]) => [k.split(':')[1]!, (v - (cpuFrom.get(k) ?? 0)) / ok.length] as const)
     const sum = (f: (name: string) => boolean) => used.filter(([name]) => f(name)).reduce((a, [, v]) => a + v, 0)
     const workersMs = used.filter(([name]) => name === 'WorkerThread').map(([, v]) => v).sort((a, b) => b - a)
     cpu = {
@@ -397,8 +416,10 @@ async function level(
       threads: `main ${sum((n) => n === 'MainThread' || n === 'node').toFixed(0)}${workersMs.length ? `, worker threads ${workersMs.map((v) => v.toFixed(0)).join(' + ')}` : ''}, other ${sum((n) => n !== 'MainThread' && n !== 'node' && n !== 'WorkerThread').toFixed(0)}`,
     }
   }
-  const errors = results.filter((r) => !r.ok)
+  // Errors count in the whole level, ramp included.
+  const errors = all.filter((r) => !r.ok)
   const scrapeAfter = metricsOf ? await metricsOf() : null
+  const before = await scrapeBefore
   if (midTimer) clearTimeout(midTimer)
   const mid = await scrapeMid
   return {
@@ -412,7 +433,7 @@ async function level(
     phases: target === 'app' ? { post: percentile(ok.map((r) => r.postMs ?? NaN), 50), stream: percentile(ok.map((r) => r.streamMs ?? NaN), 50) } : null,
     peakRssMb: peak,
     cpu,
-    breakdown: scrapeBefore && scrapeAfter ? { ...breakdown(scrapeBefore, scrapeAfter), pool: mid ? poolOf(mid) : null } : null,
+    breakdown: before && scrapeAfter ? { ...breakdown(before, scrapeAfter), pool: mid ? poolOf(mid) : null } : null,
   }
 }
 
@@ -442,6 +463,7 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '30' },
       tokens: { type: 'string', default: '300' },
       tps: { type: 'string', default: '40' },
+      spread: { type: 'string' },
       write: { type: 'boolean', default: false },
       proxy: { type: 'boolean', default: false },
       profile: { type: 'string' },
@@ -453,6 +475,8 @@ async function main(): Promise<void> {
 
   const levels = values.levels.split(',').map(Number)
   const seconds = Number(values.seconds)
+  // Default: over one answer's length, so that students are out of step as in a class (and stay so).
+  const spreadMs = 1000 * Number(values.spread ?? Number(values.tokens) / Number(values.tps))
   const maxStudents = Math.max(...levels)
   const dataDir = mkdtempSync(join(tmpdir(), 'bagsh-chat-load-'))
   const procs: ChildProcess[] = []
@@ -516,14 +540,21 @@ async function main(): Promise<void> {
 
     const results: LevelResult[] = []
     for (const students_ of levels) {
-      const proxy = await level('proxy', students_, seconds, () => proxyTurn(`http://127.0.0.1:${proxyPort}`, agent), null, proxyProc.pid ?? null)
+      const proxy = await level('proxy', students_, seconds, spreadMs, () => proxyTurn(`http://127.0.0.1:${proxyPort}`, agent), null, proxyProc.pid ?? null)
       results.push(proxy)
       print(proxy, fakeTtft)
-      const appResult = await level('app', students_, seconds, (w, n) => appTurn(appBase, agent, students[w]!, n), app.pid ?? null, app.pid ?? null, () => scrape(appBase, agent))
+      const appResult = await level('app', students_, seconds, spreadMs, (w, n) => appTurn(appBase, agent, students[w]!, n), app.pid ?? null, app.pid ?? null, () => scrape(appBase, agent))
       results.push(appResult)
       print(appResult, fakeTtft)
     }
-    const table = render(results, fakeTtft, { levels: values.levels, seconds: values.seconds, tokens: values.tokens, tps: values.tps })
+    const table = render(results, fakeTtft, {
+      levels: values.levels,
+      seconds: values.seconds,
+      tokens: values.tokens,
+      tps: values.tps,
+      spread: (spreadMs / 1000).toFixed(1),
+      spreadNote: values.spread === undefined ? 'one answer\'s length, so students stay out of step' : 'set by --spread',
+    })
     console.log('\n' + table)
     if (values.write) writeSection(table)
     if (results.some((r) => r.errors) || process.env.BENCH_LOG) console.log(`app log tail:\n${appLog.slice(-6000)}`)
@@ -548,7 +579,7 @@ function print(r: LevelResult, fakeTtft: number): void {
 function render(results: LevelResult[], fakeTtft: number, opts: Record<string, string>): string {
   const loadavg = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   const lines = [
-    `${opts.tokens} tokens at ${opts.tps} tokens/s from the fake LLM (first token ${fakeTtft.toFixed(1)} ms unloaded), ${opts.seconds} s per level, closed loop, every question different (no cache hits). Load average at the end: ${loadavg}.`,
+    `${opts.tokens} tokens at ${opts.tps} tokens/s from the fake LLM (first token ${fakeTtft.toFixed(1)} ms unloaded), closed loop: the students' first questions come at random over ${opts.spread} s (${opts.spreadNote}), then ${opts.seconds} s are measured (turns started in them), every question different (no cache hits). Load average at the end: ${loadavg}.`,
     '',
     '| students | bare proxy turns/s | app turns/s | app / proxy | added TTFT p50 (proxy / app) | added TTFT p95 (proxy / app) | errors (proxy / app) | app peak RSS |',
     '|---|---|---|---|---|---|---|---|',
@@ -589,7 +620,7 @@ function writeSection(table: string): void {
   const file = join(ROOT, 'docs/benchmarks.md')
   const start = '<!-- chat-load:start -->'
   const end = '<!-- chat-load:end -->'
-  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (\`src/server.ts\` with \`NODE_ENV=production\`: the embedded database on disk in its own thread, the 7 sample textbooks, the fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling (no database, no retrieval, no broker). A turn: POST a follow-up question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time. Load generator, fake, proxy and app share the machine's 2 cores with whatever else runs. The console also prints the CPU time per turn of the app (by thread) and of the proxy, and the breakdown below; \`BAGSH_DB_STATS=1 BENCH_APP_LOG=file\` also writes the database thread's per-statement waits and run times to the file.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--write] [--profile DIR]\n\`\`\`\n\n${table}\n${end}`
+  const section = `${start}\n## Chat under load\n\nSimulated students against the real server (\`src/server.ts\` with \`NODE_ENV=production\`: the embedded database on disk in its own thread, the 7 sample textbooks, the fake LLM over loopback HTTP), and a bare Fastify SSE proxy of the same fake stream as the ceiling (no database, no retrieval, no broker). A turn: POST a follow-up question as htmx does, read the fragment's SSE stream to \`done\`. TTFT: from sending the POST to the first token event; "added" subtracts the fake's own first-token time. Load generator, fake, proxy and app share the machine's 2 cores with whatever else runs. The console also prints the CPU time per turn of the app (by thread) and of the proxy, and the breakdown below; \`BAGSH_DB_STATS=1 BENCH_APP_LOG=file\` also writes the database thread's per-statement waits and run times to the file.\n\n\`\`\`\nnpx node bench/chat-load.ts [--levels 50,200,500] [--seconds 30] [--spread S] [--write] [--profile DIR]\n\`\`\`\n\n${table}\n${end}`
   let doc = readFileSync(file, 'utf8')
   const a = doc.indexOf(start)
   const b = doc.indexOf(end)
