@@ -195,6 +195,33 @@ test('one lookup and one search statement per call, and the search settings do n
   assert.deepEqual(rows[0], { ef: '40', trgm: '0.3' }, 'the defaults again after the statement')
 })
 
+test('the search statement is prepared: once Postgres keeps a generic plan, every filter returns what the first calls did', async () => {
+  const biology = ids.get('biology-7')!
+  const cases: [string, Omit<RetrieveOptions, 'query'>][] = [
+    ['фотосинтезийн явц', {}],
+    ['фотосинтезийн явц', { grade: 7 }],
+    ['ургамлын эс', { subject: 'biology', limit: 10 }],
+    ['fotosintez', { grade: 7, gradeMode: 'only' }],
+    ['навчны нүх', { textbookId: biology }],
+    ['амисгал', {}],
+  ]
+  const rounds: string[][] = []
+  for (let round = 0; round < 8; round++) {
+    const got: string[] = []
+    for (const [query, options] of cases) {
+      // The same statement shape every round (the similar words looked up each time).
+      clearSimilarWordsCache()
+      got.push(JSON.stringify((await search(query, options)).map((p) => [p.chunkId, p.score, p.ranks])))
+    }
+    rounds.push(got)
+  }
+  for (const got of rounds) assert.deepEqual(got, rounds[0])
+  assert.ok(rounds[0]!.some((r) => r !== '[]'))
+  const { rows } = await sql<{ generic: number }>`
+    SELECT sum(generic_plans)::int AS generic FROM pg_prepared_statements WHERE statement LIKE '%settings AS MATERIALIZED%'`.execute(database.db)
+  assert.ok(rows[0]!.generic > 0, 'a generic plan ran')
+})
+
 test('similar words are cached per vocabulary: the same results, still two statements, and a new book refreshes them', async () => {
   clearSimilarWordsCache()
   const statements: string[] = []

@@ -28,8 +28,8 @@ import {
  * their rankings are fused by reciprocal rank. A passage needs text evidence: the vector leg
  * ranks the chunks the text legs found, exactly; alone it searches the HNSW index. Only
  * textbooks with status 'ready' are searched. Every leg does bounded work whatever the corpus
- * size. Two statements per call; the first is prepared (src/db/prepared.ts), the second is not
- * (see search()). See docs/decisions/010-mongolian-retrieval.md.
+ * size. Two statements per call, both prepared (src/db/prepared.ts; see search()). See
+ * docs/decisions/010-mongolian-retrieval.md.
  */
 
 export type RetrievalLeg = 'keyword' | 'trigram' | 'vector'
@@ -143,6 +143,7 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
     legs,
     totalChunks,
     scope: scopeFilter(allIds, section),
+    stage1Scope: stage1Scope(allIds, section),
     vector: vector && {
       vector,
       embedder,
@@ -229,6 +230,24 @@ function scopeFilter(ids: number[], section: string | null): RawBuilder<unknown>
     : sql`textbook_id = ANY(${ids}::int[])`
 }
 
+/**
+ * The scope as stage 1 of a text leg filters it (see textLeg). The book ids come as an array the
+ * planner cannot look into (a scalar subquery): it would otherwise estimate `textbook_id =
+ * ANY(array)` element by element against the column's statistics, in each of the six stage-1
+ * branches — ~9–13 ms of planning per search at 455 books, for plans that do not depend on it.
+ * `gin`: for the branches the GIN index drives (rare evidence, all words), written so no index on
+ * textbook_id can serve it (`textbook_id + 0`): the chunks the GIN index hands back are filtered
+ * by it. A plan that does not know the scope's size (a generic plan of the prepared statement, or
+ * the array hidden here) would otherwise intersect with the textbook_id index and read the index
+ * entries of the whole scope for every evidence row. `scan`: the common-word scan reads the
+ * scope's chunks in order, and the textbook_id index serves that at any scope size (LIMIT).
+ */
+function stage1Scope(ids: number[], section: string | null): { gin: RawBuilder<unknown>; scan: RawBuilder<unknown> } {
+  const list = sql`(SELECT ${ids}::int[])::int[]`
+  const part = section ? sql` AND (section_path = ${section} OR starts_with(section_path, ${section + '.'}))` : sql``
+  return { gin: sql`textbook_id + 0 = ANY(${list})${part}`, scan: sql`textbook_id = ANY(${list})${part}` }
+}
+
 interface SearchPlan {
   words: ExpandedWord[]
   /** Similar words of the terms: from the cache, and the terms the statement must look up. */
@@ -236,6 +255,7 @@ interface SearchPlan {
   legs: readonly RetrievalLeg[]
   totalChunks: number
   scope: RawBuilder<unknown>
+  stage1Scope: { gin: RawBuilder<unknown>; scan: RawBuilder<unknown> }
   vector: { vector: number[]; embedder: Embedder; scopes: RawBuilder<unknown>[] } | null
   /** Textbooks whose chunks get the own-grade boost. */
   boosted: number[]
@@ -279,9 +299,16 @@ interface PassageRow {
  * columns, so Postgres evaluates set_config before it starts those scans. The settings are
  * transaction-local, and the statement is its own transaction: they end with it.
  *
- * NOT prepared, on purpose: on a 100 000-chunk library Postgres switches the shape with cached
- * similar words to a generic plan that is twice as slow (p50 70–76 ms against 32–40 ms unprepared),
- * and a national library is that size. See docs/decisions/010, "Prepared statements".
+ * Prepared (one statement per shape: legs, cached or looked-up similar words, known or unknown
+ * terms, section filter, the all-words conditions' count). Postgres then plans it with the values
+ * five times and keeps a generic plan when that is estimated no dearer: on small libraries it
+ * is, and the search costs a third of planning it per call; at 10,000 and 100,000 chunks it keeps
+ * custom plans (parsing saved). The statement is written so that a generic plan, which does not
+ * know the scope's size or the words' frequencies, cannot go wrong by much: stage 1's scope is
+ * never matched on the textbook_id index where the GIN index drives (stage1Scope), and the rare
+ * words' index probes stay one per evidence row (OFFSET 0). Before that, at 100,000 chunks the
+ * generic plans were up to 100× slower. See docs/decisions/010, "Prepared statements" and
+ * "Stage 1 per word".
  */
 async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
   const { words, legs, totalChunks } = plan
@@ -307,7 +334,7 @@ async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
         FROM unnest(${evidence.map((e) => e.term)}::int[], ${evidence.map((e) => anyOf(e.words))}::text[],
                     ${evidence.map((e) => e.df)}::int[], ${evidence.map((e) => e.weight)}::float8[]) WITH ORDINALITY AS e(term, qt, df, w, ord))`)
       const closeness = sql`0.5 * ts_rank_cd(c.tsv, ${anyOf([...new Set(evidence.flatMap((e) => e.words))])}::tsquery)`
-      ctes.push(...textLeg('keyword', plan, closeness))
+      ctes.push(...textLeg('keyword', plan, evidence.length, closeness))
       ranked.push(sql`SELECT 1 AS leg, id, textbook_id, row_number() OVER (ORDER BY s DESC, id) AS r FROM keyword`)
       found.push(sql`SELECT id FROM keyword`)
     }
@@ -321,7 +348,8 @@ async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
       FROM unnest(${words.map((w) => w.resolved)}::text[]) WITH ORDINALITY AS t(resolved, term)
       JOIN lookalikes s ON s.term = t.resolved)`)
     // No proximity term on the trigram leg: it measured no better fused and costs most there.
-    ctes.push(...textLeg('trigram', plan, null))
+    const similarTerms = new Set(similarityTerms(words))
+    ctes.push(...textLeg('trigram', plan, words.filter((w) => similarTerms.has(w.resolved)).length, null))
     ranked.push(sql`SELECT 2 AS leg, id, textbook_id, row_number() OVER (ORDER BY s DESC, id) AS r FROM trigram`)
     found.push(sql`SELECT id FROM trigram`)
   }
@@ -377,7 +405,7 @@ async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
       JOIN textbooks t ON t.id = c.textbook_id
       LEFT JOIN chunks p ON p.textbook_id = c.textbook_id AND p.ord = c.ord - 1 AND p.section_path = c.section_path
       LEFT JOIN chunks n ON n.textbook_id = c.textbook_id AND n.ord = c.ord + 1 AND n.section_path = c.section_path) ON true
-    ORDER BY b.score DESC, b.id`.execute(db)
+    ORDER BY b.score DESC, b.id ${sql.raw(PREPARE)}`.execute(db)
   return rows
 }
 
@@ -399,8 +427,14 @@ interface Evidence {
  * with `closeness` a little cover density (ts_rank_cd) for chunks where the words stand close
  * together. When every word is common, stage 1 takes chunks containing all of them instead
  * (from the GIN index, or when they are very common by reading the scope's chunks: COMMON_SCAN).
+ * The GIN index gets one condition per query word (any of its forms), rarest first, not one
+ * tsquery `(a | a2) & (b | b2) & …`: the same chunks, but with one condition per word the index
+ * skips through the posting lists of the rarer words, where one combined condition checks every
+ * entry of every form against the whole query — 3–4× slower for several common words with many
+ * forms (~74 → ~28 ms under EXPLAIN for "хувийн нэрийг том үсгээр бичих" at 100,000 chunks).
+ * `terms` is the number of query words the leg has evidence for (at most).
  */
-function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBuilder<unknown> | null): RawBuilder<unknown>[] {
+function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, terms: number, closeness: RawBuilder<unknown> | null): RawBuilder<unknown>[] {
   const evidence = sql.table(`${leg}_evidence`)
   const rare = sql.table(`${leg}_rare`)
   const stage1 = sql.table(`${leg}_stage1`)
@@ -415,10 +449,11 @@ function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBui
     // posting lists (COMMON_SCAN): the share of chunks with all of them is estimated as the
     // product of each word's commonest evidence's share, the index's work as the entries it reads.
     sql`${all} AS MATERIALIZED (
-      SELECT q, coalesce(share >= ${(2 * RESCORE) / COMMON_SCAN}::float8 AND ${RESCORE}::float8 / share * ${SCAN_VS_INDEX_ENTRY} < entries, false) AS common
+      SELECT q, per_word, coalesce(share >= ${(2 * RESCORE) / COMMON_SCAN}::float8 AND ${RESCORE}::float8 / share * ${SCAN_VS_INDEX_ENTRY} < entries, false) AS common
       FROM (
-        SELECT string_agg('(' || any_form || ')', ' & ' ORDER BY term)::tsquery AS q, exp(sum(ln(greatest(share, 1e-9)))) AS share,
-               sum(entries) AS entries
+        SELECT string_agg('(' || any_form || ')', ' & ' ORDER BY term)::tsquery AS q,
+               array_agg(any_form::tsquery ORDER BY entries, term) AS per_word,
+               exp(sum(ln(greatest(share, 1e-9)))) AS share, sum(entries) AS entries
         FROM (
           SELECT term, string_agg(qt, ' | ' ORDER BY ord) AS any_form, least(1, max(df)::float8 / ${plan.totalChunks}) AS share,
                  sum(df)::float8 AS entries
@@ -427,18 +462,18 @@ function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBui
       (SELECT id FROM (
         SELECT id, sum(best ORDER BY term) AS w FROM (
           SELECT hit.id, r.term, max(r.w) AS best
-          FROM ${rare} r CROSS JOIN LATERAL (SELECT id FROM chunks WHERE ${plan.scope} AND tsv @@ r.q) AS hit
+          FROM ${rare} r CROSS JOIN LATERAL (SELECT id FROM chunks WHERE ${plan.stage1Scope.gin} AND tsv @@ r.q OFFSET 0) AS hit
           GROUP BY hit.id, r.term
         ) AS per_term GROUP BY id ORDER BY w DESC, id LIMIT ${RESCORE}
       ) AS ranked)
       UNION ALL
       (SELECT id FROM chunks
-       WHERE NOT EXISTS (SELECT FROM ${rare}) AND NOT (SELECT common FROM ${all}) AND ${plan.scope}
-         AND tsv @@ (SELECT q FROM ${all})
+       WHERE NOT EXISTS (SELECT FROM ${rare}) AND NOT (SELECT common FROM ${all}) AND ${plan.stage1Scope.gin}
+         AND ${sql.join(Array.from({ length: slotsFor(terms) }, (_, k) => sql`tsv @@ (SELECT coalesce(per_word[${sql.lit(k + 1)}], per_word[1]) FROM ${all})`), sql` AND `)}
        LIMIT ${RESCORE})
       UNION ALL
       (SELECT id FROM (
-         SELECT id, tsv FROM chunks WHERE NOT EXISTS (SELECT FROM ${rare}) AND (SELECT common FROM ${all}) AND ${plan.scope}
+         SELECT id, tsv FROM chunks WHERE NOT EXISTS (SELECT FROM ${rare}) AND (SELECT common FROM ${all}) AND ${plan.stage1Scope.scan}
          LIMIT ${COMMON_SCAN}) AS c
        WHERE (c.tsv @@ (SELECT q FROM ${all})) IS TRUE
        LIMIT ${RESCORE}))`,
@@ -456,6 +491,17 @@ function textLeg(leg: 'keyword' | 'trigram', plan: SearchPlan, closeness: RawBui
       ) AS c
       ORDER BY s DESC, c.id LIMIT ${plan.candidates})`,
   ]
+}
+
+/**
+ * Conditions for the all-words branch of stage 1: one per query word, rarest first; a count from
+ * a few fixed sizes (extra ones repeat the rarest word, which changes nothing), so the statement
+ * comes in few shapes when prepared. Past 12 words only the 12 rarest must all be there (the
+ * candidates are then scored on every word): the shapes stay bounded whatever the question's length.
+ */
+const SLOTS = [1, 2, 3, 4, 6, 8, 12]
+function slotsFor(terms: number): number {
+  return SLOTS.find((n) => n >= terms) ?? SLOTS.at(-1)!
 }
 
 /**
