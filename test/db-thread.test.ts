@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { sql } from 'kysely'
 import { BACKGROUND, openDatabase, PREPARE, type Database } from '../src/db/index.ts'
 import { migrate } from '../src/db/migrate.ts'
+import { MAX_PREPARED_PER_CONNECTION } from '../src/db/prepared.ts'
 
 /**
  * The embedded database in a worker thread (src/db/pglite-thread.ts), as the server runs it:
@@ -93,14 +94,32 @@ test('a failed transaction rolls back and the others go on; concurrent ones run 
   assert.deepEqual(all.rows.map((r) => r.who).sort(), ['t0', 't1', 't2', 't3', 't4', 't5', 't6', 't7'])
 })
 
+test('a connection keeps at most MAX_PREPARED_PER_CONNECTION prepared statements, the least recently used go', async () => {
+  await database.db.connection().execute(async (conn) => {
+    const run = (i: number) => sql<{ n: number }>`SELECT ${i}::int + ${sql.lit(i)} AS n ${sql.raw(PREPARE)}`.execute(conn)
+    const mine = async () => {
+      const { rows } = await sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements`.execute(conn)
+      return rows.filter((r) => r.statement.includes('::int + ')).length
+    }
+    const total = MAX_PREPARED_PER_CONNECTION + 6
+    for (let i = 0; i < total; i++) assert.equal((await run(i)).rows[0]!.n, 2 * i)
+    assert.equal(await mine(), MAX_PREPARED_PER_CONNECTION)
+    // Statement 0 was deallocated: used again, it is prepared again (and another goes).
+    assert.equal((await run(0)).rows[0]!.n, 0)
+    // Statement 10 is still there: used again, nothing changes.
+    assert.equal((await run(10)).rows[0]!.n, 20)
+    assert.equal(await mine(), MAX_PREPARED_PER_CONNECTION)
+  })
+})
+
 test('statements marked PREPARE are prepared once per connection, also when the connections share the session', async () => {
   const run = (i: number) => sql<{ n: number }>`SELECT ${i}::int * 2 AS n ${sql.raw(PREPARE)}`.execute(database.db)
   for (let round = 0; round < 3; round++) {
     const results = await Promise.all(Array.from({ length: 24 }, (_, i) => run(i)))
     assert.deepEqual(results.map((r) => r.rows[0]!.n), Array.from({ length: 24 }, (_, i) => i * 2))
   }
-  const { rows } = await sql<{ name: string }>`SELECT name FROM pg_prepared_statements`.execute(database.db)
-  const names = rows.map((r) => r.name).filter((n) => n.startsWith('bagsh_'))
+  const { rows } = await sql<{ name: string }>`SELECT name FROM pg_prepared_statements WHERE statement LIKE '%::int * 2 AS n%'`.execute(database.db)
+  const names = rows.map((r) => r.name)
   assert.ok(names.length >= 2, `prepared on several connections: ${names.join(', ')}`)
   assert.ok(names.every((n) => /^bagsh_[0-9a-f]{20}_c\d+$/.test(n)), names.join(', '))
   assert.equal(new Set(names.map((n) => n.split('_c')[0])).size, 1, 'one statement')

@@ -33,17 +33,40 @@ function nameOf(text: string): string {
   return name
 }
 
+/**
+ * Prepared statements a connection keeps; the least recently used beyond this are deallocated.
+ * Each holds its plans in the session (~0.5 MB for retrieval's search, which comes in a few dozen
+ * shapes), and the database thread's 16 connections share one session: without a bound, every
+ * connection would in time hold every shape (docs/decisions/012).
+ */
+export const MAX_PREPARED_PER_CONNECTION = 24
+
 /** pg's Client, preparing marked statements (every pool of the app uses it). */
 export class PreparingClient extends pg.Client {}
+
+/** Per client, its prepared statements' names, least recently used first. */
+const preparedBy = new WeakMap<pg.Client, Set<string>>()
 
 const query = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown
 // Kysely calls query(text, values); everything else passes through untouched.
 ;(PreparingClient.prototype as unknown as { query: typeof query }).query = function (this: pg.Client, ...args: unknown[]) {
   const [text, values] = args
   if (typeof text === 'string' && text.endsWith(PREPARE) && (values === undefined || Array.isArray(values))) {
+    const connection = (this as unknown as { connection: { statementSuffix?: string; parsedStatements: Record<string, string> } }).connection
     // Connections that share one Postgres session (the database thread) name theirs apart.
-    const suffix = (this as unknown as { connection: { statementSuffix?: string } }).connection.statementSuffix ?? ''
-    return query.call(this, { name: nameOf(text) + suffix, text, values })
+    const name = nameOf(text) + (connection.statementSuffix ?? '')
+    let names = preparedBy.get(this)
+    if (!names) preparedBy.set(this, (names = new Set()))
+    names.delete(name)
+    names.add(name)
+    if (names.size > MAX_PREPARED_PER_CONNECTION) {
+      const oldest = names.values().next().value!
+      names.delete(oldest)
+      // Queued on this client before the statement: it runs first, and a later use parses again.
+      delete connection.parsedStatements[oldest]
+      ;(query.call(this, `DEALLOCATE "${oldest}"`) as Promise<unknown>).catch(() => {})
+    }
+    return query.call(this, { name, text, values })
   }
   return query.apply(this, args)
 }
