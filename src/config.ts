@@ -31,6 +31,8 @@ export interface Config {
    * Fly's), never requests that came through a proxy. Everyone else gets 404.
    */
   metricsToken: string | null
+  /** BAGSH_DB_STATS=1: the embedded database thread prints per-statement waits and run times to stderr every 10 s (diagnostics). */
+  dbStats: boolean
   embeddings: EmbeddingsConfig
   chat: ChatConfig
   llm: LlmConfig
@@ -227,6 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     pdfUploadsPerHour: intFrom(env, 'PDF_UPLOADS_PER_HOUR', 2, 1, 1000),
     version: packageVersion(),
     metricsToken: metricsTokenFrom(env),
+    dbStats: env.BAGSH_DB_STATS === '1',
     embeddings: embeddingsFrom(env),
     chat: { perMinute: intFrom(env, 'CHAT_PER_MINUTE', 30, 1, 10_000), perDay: intFrom(env, 'CHAT_PER_DAY', 50, 1, 100_000) },
     llm: llmFrom(env),

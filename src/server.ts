@@ -12,7 +12,7 @@ import { enqueueSamplePdfs } from './services/textbooks/sample-pdfs.ts'
 /** Opens the database, migrates, seeds the demo on a fresh embedded database, listens, and shuts down cleanly. */
 export async function startServer(config: Config = loadConfig()): Promise<void> {
   // Embedded: Postgres in its own thread, so database work never stalls the event loop (docs/decisions/012).
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, thread: true })
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, thread: true, stats: config.dbStats })
   const app = await buildApp({ config, database })
   // Background jobs (PDF imports, re-indexing): started once the app listens, stopped before it closes.
   const jobs = new JobRunner(database.db, createJobHandlers({ dataDir: config.dataDir, embedder: createEmbedder(config.embeddings) }), { log: app.log })

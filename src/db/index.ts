@@ -42,6 +42,8 @@ export interface DatabaseOptions {
   poolMax?: number
   /** Embedded only: run PGlite in a worker thread (the server: Postgres work on its own core). */
   thread?: boolean
+  /** With `thread`: print per-statement stats to stderr every 10 s (config.dbStats, BAGSH_DB_STATS=1). */
+  stats?: boolean
 }
 
 export const PGLITE_EXTENSIONS = { vector, pg_trgm }
@@ -66,7 +68,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     }
     try {
       pglite = options.thread
-        ? await PGliteThread.create({ dataDir, loadDataDir: options.loadDataDir })
+        ? await PGliteThread.create({ dataDir, loadDataDir: options.loadDataDir, stats: options.stats })
         : await PGlite.create({ dataDir, loadDataDir: options.loadDataDir, extensions: PGLITE_EXTENSIONS })
     } catch (err) {
       lock?.release()

@@ -32,6 +32,8 @@ export interface PGliteThreadOptions {
   dataDir?: string
   /** Start from a dumped data dir (tests). */
   loadDataDir?: Blob
+  /** Print per-statement waits and run times to stderr every 10 s (pglite-worker.ts). */
+  stats?: boolean
 }
 
 type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string }

@@ -105,10 +105,10 @@ async function run(job: Job): Promise<{ value: unknown; transfer?: ArrayBuffer[]
   }
 }
 
-// Diagnostics: BAGSH_DB_STATS=1 prints to stderr every 10 s, per statement (its SQL's start, or
+// Diagnostics: with `stats` (BAGSH_DB_STATS=1, config.dbStats) prints to stderr every 10 s, per statement (its SQL's start, or
 // the prepared statement's name; 'bg' when background): count, mean wait here and run time (ms),
 // and the longest wait.
-const STATS = process.env.BAGSH_DB_STATS === '1'
+const STATS = options.stats === true
 const stats = new Map<string, { n: number; wait: number; run: number; maxWait: number }>()
 function keyOf(job: Job): string {
   if (job.op !== 'exec') return job.op
