@@ -109,6 +109,13 @@ test('a connection keeps at most MAX_PREPARED_PER_CONNECTION prepared statements
     // Statement 10 is still there: used again, nothing changes.
     assert.equal((await run(10)).rows[0]!.n, 20)
     assert.equal(await mine(), MAX_PREPARED_PER_CONNECTION)
+
+    // An eviction inside an aborted transaction cannot deallocate: the statement stays usable.
+    await sql`BEGIN`.execute(conn)
+    await assert.rejects(sql`SELECT 1/0`.execute(conn))
+    await assert.rejects(run(total + 1))
+    await sql`ROLLBACK`.execute(conn)
+    for (let i = 0; i <= total + 1; i++) assert.equal((await run(i)).rows[0]!.n, 2 * i, `statement ${i} after the aborted transaction`)
   })
 })
 

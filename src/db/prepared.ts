@@ -62,9 +62,13 @@ const query = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[])
     if (names.size > MAX_PREPARED_PER_CONNECTION) {
       const oldest = names.values().next().value!
       names.delete(oldest)
-      // Queued on this client before the statement: it runs first, and a later use parses again.
-      delete connection.parsedStatements[oldest]
-      ;(query.call(this, `DEALLOCATE "${oldest}"`) as Promise<unknown>).catch(() => {})
+      // Queued on this client before the statement, so it runs first; once it has, a later use
+      // parses again. When it fails (inside an aborted transaction) the statement stays, and
+      // stays known: it goes at a later eviction.
+      ;(query.call(this, `DEALLOCATE "${oldest}"`) as Promise<unknown>).then(
+        () => delete connection.parsedStatements[oldest],
+        () => names.add(oldest),
+      )
     }
     return query.call(this, { name, text, values })
   }
