@@ -114,7 +114,8 @@ describe('broker and worker on a real database', () => {
     }
   }
 
-  function broker(llmTps: number) {
+  /** A broker on the test database; the fake streams 40 tokens at `llmTps`. */
+  function broker(llmTps: number, options: { deadlineMs?: number } = {}) {
     fake.setScript('*', { tps: llmTps, tokens: 40 })
     const db = t.database.db
     return new AnswerBroker({
@@ -124,6 +125,7 @@ describe('broker and worker on a real database', () => {
       metrics: createChatMetrics(new Registry()),
       events: new LearningEventBatcher(db),
       log: quiet,
+      ...options,
     })
   }
 
@@ -217,17 +219,8 @@ describe('broker and worker on a real database', () => {
 
   test('an attempt past its deadline is aborted and queued like a stall, then answered by the worker', async () => {
     // 40 tokens at 10/s would take 4 s; the deadline (3 minutes, shortened) ends it first.
-    fake.setScript('*', { tps: 10, tokens: 40 })
+    const b = broker(10, { deadlineMs: 400 })
     const db = t.database.db
-    const b = new AnswerBroker({
-      db,
-      llm: createLlm(llmConfigFor(fake.url)),
-      embedder: createLocalEmbedder(),
-      metrics: createChatMetrics(new Registry()),
-      events: new LearningEventBatcher(db),
-      log: quiet,
-      deadlineMs: 400,
-    })
     const job = await newQuestion('Навчны амсар юу хийдэг вэ?')
     const events: StreamEvent[] = []
     const started = Date.now()

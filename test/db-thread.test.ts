@@ -143,27 +143,23 @@ test('background statements wait for the foreground ones, but not for ever; a tr
   const busy = (ms: number) => sql`SELECT pg_sleep(${ms / 1000})`.execute(database.db)
   const order = async () => (await sql<{ who: string }>`SELECT who FROM thread_probe ORDER BY at, id`.execute(database.db)).rows.map((r) => r.who)
 
-  for (const prepared of [false, true, true]) {
-    // The second and third rounds only bind the prepared statements: still background.
+  // While the thread is busy for `blockMs`, a background insert arrives, then a foreground one.
+  const race = async (blockMs: number, prepared: boolean) => {
     await sql`DELETE FROM thread_probe`.execute(database.db)
-    const blocker = busy(150)
+    const blocker = busy(blockMs)
     await sleep(30)
     const bg = insert('bg', true, prepared)
     await sleep(20)
     const fg = insert('fg', false, prepared)
     await Promise.all([blocker, bg, fg])
-    assert.deepEqual(await order(), ['fg', 'bg'], `prepared: ${prepared}`)
+    return order()
   }
-
+  for (const prepared of [false, true, true]) {
+    // The second and third rounds only bind the prepared statements: still background.
+    assert.deepEqual(await race(150, prepared), ['fg', 'bg'], `prepared: ${prepared}`)
+  }
   // A background statement that has waited long enough goes before newer foreground ones.
-  await sql`DELETE FROM thread_probe`.execute(database.db)
-  const blocker = busy(700)
-  await sleep(30)
-  const bg = insert('bg', true, false)
-  await sleep(20)
-  const fg = insert('fg', false, false)
-  await Promise.all([blocker, bg, fg])
-  assert.deepEqual(await order(), ['bg', 'fg'])
+  assert.deepEqual(await race(700, false), ['bg', 'fg'])
 
   // Inside a transaction a background statement of another connection still waits for the commit.
   await sql`DELETE FROM thread_probe`.execute(database.db)
