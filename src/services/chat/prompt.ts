@@ -24,7 +24,10 @@ const PASSAGE_MAX_CHARS = 2400
  */
 export function estimateTokens(text: string): number {
   let cyrillic = 0
-  for (const ch of text) if (ch >= '\u0400' && ch <= '\u04ff') cyrillic++
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    if (code >= 0x400 && code <= 0x4ff) cyrillic++
+  }
   return Math.ceil(cyrillic / 3 + (text.length - cyrillic) / 4)
 }
 

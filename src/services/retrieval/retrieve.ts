@@ -62,9 +62,10 @@ export interface Passage {
   /** 0–1: 1 means ranked first by every leg that ran (the own-grade boost can lift a passage to 1 too). */
   score: number
   content: string
-  snippet: SnippetSegment[]
-  /** The snippet as escaped HTML with <mark> around hits. */
-  snippetHtml: string
+  /** Built when first read. */
+  readonly snippet: SnippetSegment[]
+  /** The snippet as escaped HTML with <mark> around hits (built when first read). */
+  readonly snippetHtml: string
   /** Neighbouring chunks of the same section, for context. */
   context: { previous: string | null; next: string | null }
   /** Rank (1-based) of this chunk in each leg that found it. */
@@ -165,7 +166,10 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
   const hits = new Set([...words.flatMap((w) => [w.resolved, ...w.forms.map((f) => f.word)]), ...(rows[0]!.similar_words ?? [])])
   const isHit = (word: string) => hits.has(word)
   return rows.map((row): Passage => {
-    const snippet = buildSnippet(row.content, isHit)
+    // Built on first read: the library's results show snippets, the tutor's prompt does not
+    // (in the chat benchmark they were ~5% of the main thread's CPU).
+    let snippet: SnippetSegment[] | undefined
+    let html: string | undefined
     const ranks: Partial<Record<RetrievalLeg, number>> = {}
     if (row.keyword_rank !== null) ranks.keyword = Number(row.keyword_rank)
     if (row.trigram_rank !== null) ranks.trigram = Number(row.trigram_rank)
@@ -180,8 +184,12 @@ export async function retrievePassages(db: Kysely<DB>, options: RetrieveOptions,
       pdfPageEnd: row.pdf_page_end,
       score: Math.min(1, row.score / maxScore),
       content: row.content,
-      snippet,
-      snippetHtml: snippetHtml(snippet),
+      get snippet() {
+        return (snippet ??= buildSnippet(row.content, isHit))
+      },
+      get snippetHtml() {
+        return (html ??= snippetHtml(this.snippet))
+      },
       context: { previous: row.previous, next: row.next },
       ranks,
     }

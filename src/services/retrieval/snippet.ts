@@ -18,8 +18,12 @@ const WORD = /[\p{L}\p{M}\p{N}]+/gu
  */
 export function buildSnippet(content: string, isHit: (normalizedWord: string) => boolean, maxWords = 40): SnippetSegment[] {
   const words: { start: number; end: number; hit: boolean }[] = []
+  // Words repeat: each distinct one is normalized once.
+  const seen = new Map<string, boolean>()
   for (const m of content.matchAll(WORD)) {
-    words.push({ start: m.index, end: m.index + m[0].length, hit: isHit(normalizeText(m[0])) })
+    let hit = seen.get(m[0])
+    if (hit === undefined) seen.set(m[0], (hit = isHit(normalizeText(m[0]))))
+    words.push({ start: m.index, end: m.index + m[0].length, hit })
   }
   if (!words.length) return content ? [{ text: content.slice(0, 300), mark: false }] : []
   // Slide a window over the words; keep the first one with the most hits.
