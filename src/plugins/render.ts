@@ -4,7 +4,7 @@ import type { i18n } from 'i18next'
 import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { pickLanguage, type Language, type Translate } from '../services/i18n.ts'
+import { fixedTranslators, pickLanguage, type Language, type Translate } from '../services/i18n.ts'
 import { navFor } from '../services/web/paths.ts'
 
 export const LANG_COOKIE = 'bagsh_lang'
@@ -52,13 +52,14 @@ export default fp<RenderOptions>(async (app, opts) => {
   const htmxUrl = `/static/vendor/htmx.min.js?v=${HTMX_VERSION}`
   const sseUrl = `/static/vendor/ext/sse.js?v=${HTMX_VERSION}`
 
+  const translators = fixedTranslators(opts.i18n)
   app.decorateRequest('lang', 'mn')
   app.decorateRequest('t', null as unknown as Translate)
   app.decorateRequest('isHtmx', false)
 
   app.addHook('onRequest', async (request) => {
     request.lang = pickLanguage(request.cookies[LANG_COOKIE], request.headers['accept-language'])
-    request.t = opts.i18n.getFixedT(request.lang)
+    request.t = translators[request.lang]
     request.isHtmx = request.headers['hx-request'] === 'true'
   })
 

@@ -48,3 +48,24 @@ export function pickLanguage(cookie: string | undefined, acceptLanguage: string 
   }
   return DEFAULT_LANGUAGE
 }
+
+/**
+ * One translate function per language for the app's lifetime (rather than one per request).
+ * Calls with a key alone — most of them — are looked up once and then come from a map: the
+ * resources never change while the app runs. Calls with options (interpolation, counts) go to
+ * i18next each time.
+ */
+export function fixedTranslators(instance: i18n): Record<Language, Translate> {
+  const make = (lang: Language): Translate => {
+    const t = instance.getFixedT(lang)
+    const known = new Map<string, string>()
+    const cached = (key: unknown, ...rest: unknown[]) => {
+      if (rest.length || typeof key !== 'string') return (t as unknown as (...args: unknown[]) => string)(key, ...rest)
+      let value = known.get(key)
+      if (value === undefined) known.set(key, (value = t(key)))
+      return value
+    }
+    return cached as unknown as Translate
+  }
+  return { mn: make('mn'), en: make('en') }
+}
