@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto'
 import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
@@ -94,6 +95,23 @@ interface LevelResult {
   cpu: { total: number; threads: string } | null
   /** App: where the time before the first token went, from the app's /metrics (see breakdown()). */
   breakdown: Breakdown | null
+  /**
+   * The machine in the measured window: share of all cores busy (/proc/stat), and this load
+   * generator's own event-loop delay p99 (it timestamps the turns: its lag is in every TTFT).
+   */
+  machine: { busyPct: number | null; loadGenLagP99Ms: number }
+}
+
+/** Busy and total jiffies of all cores (/proc/stat); null where there is none. */
+function cpuJiffies(): { busy: number; total: number } | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+    const total = fields.reduce((a, b) => a + b, 0)
+    return { busy: total - idle, total }
+  } catch {
+    return null
+  }
 }
 
 // --- The app's own view of a turn (its /metrics, scraped before and after a level) -------------
@@ -380,9 +398,13 @@ async function level(
   const deadline = steadyFrom + seconds * 1000
   let scrapeBefore: Promise<Scrape | null> = Promise.resolve(null)
   let cpuBefore: Map<string, number> | null = null
+  let jiffiesBefore: { busy: number; total: number } | null = null
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
   const steadyTimer = setTimeout(() => {
     if (metricsOf) scrapeBefore = metricsOf().catch(() => null)
     if (cpuPid) cpuBefore = threadCpuMs(cpuPid)
+    jiffiesBefore = cpuJiffies()
+    loopDelay.enable()
   }, spreadMs)
   let scrapeMid: Promise<Scrape | null> = Promise.resolve(null)
   const midTimer = metricsOf ? setTimeout(() => (scrapeMid = metricsOf().catch(() => null)), spreadMs + (seconds * 1000) / 2) : null
@@ -400,6 +422,10 @@ async function level(
     }),
   )
   clearTimeout(steadyTimer)
+  loopDelay.disable()
+  const jiffiesAfter = cpuJiffies()
+  const from = jiffiesBefore as { busy: number; total: number } | null
+  const busyPct = from && jiffiesAfter && jiffiesAfter.total > from.total ? (100 * (jiffiesAfter.busy - from.busy)) / (jiffiesAfter.total - from.total) : null
   if (sampler) clearInterval(sampler)
   // Turns started in the window; each was finished, so started per second = finished per second.
   const results = all.filter((r) => r.at! >= steadyFrom)
@@ -434,6 +460,7 @@ async function level(
     peakRssMb: peak,
     cpu,
     breakdown: before && scrapeAfter ? { ...breakdown(before, scrapeAfter), pool: mid ? poolOf(mid) : null } : null,
+    machine: { busyPct, loadGenLagP99Ms: loopDelay.percentile(99) / 1e6 },
   }
 }
 
@@ -571,7 +598,8 @@ function print(r: LevelResult, fakeTtft: number): void {
     `${r.target.padEnd(5)} ${String(r.students).padStart(4)} students: ${(r.turns / r.seconds).toFixed(1)} turns/s, ` +
       `TTFT p50 ${r.ttft.p50.toFixed(0)} ms p95 ${r.ttft.p95.toFixed(0)} ms (added p50 ${(r.ttft.p50 - fakeTtft).toFixed(0)}, p95 ${(r.ttft.p95 - fakeTtft).toFixed(0)}), ` +
       `${r.phases ? `POST done p50 ${r.phases.post.toFixed(0)} ms, stream headers p50 ${r.phases.stream.toFixed(0)} ms, ` : ''}errors ${r.errors}${r.errorSamples.length ? ` (${r.errorSamples.join('; ')})` : ''}${r.peakRssMb ? `, peak RSS ${r.peakRssMb} MB` : ''}` +
-      `${r.cpu ? `, CPU per turn ${r.cpu.total.toFixed(0)} ms (${r.cpu.threads})` : ''}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
+      `${r.cpu ? `, CPU per turn ${r.cpu.total.toFixed(0)} ms (${r.cpu.threads})` : ''}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}, ` +
+      `machine ${r.machine.busyPct === null ? '—' : `${r.machine.busyPct.toFixed(0)}%`} busy, load generator's event-loop delay p99 ${r.machine.loadGenLagP99Ms.toFixed(0)} ms`,
   )
   if (r.breakdown) console.log(formatBreakdown(r.breakdown))
 }
@@ -598,10 +626,10 @@ function render(results: LevelResult[], fakeTtft: number, opts: Record<string, s
   if (apps.length) {
     lines.push(
       '',
-      "Where the app's time before the first token went, from its own metrics (`bagsh_chat_turn_phase_seconds`, `bagsh_http_request_duration_seconds`): mean / p95 in ms (p95 interpolated in histogram buckets). The POST includes storing the question; retrieval and the LLM request run after the POST has answered, while the browser opens the stream.",
+      "Where the app's time before the first token went, from its own metrics (`bagsh_chat_turn_phase_seconds`, `bagsh_http_request_duration_seconds`): mean / p95 in ms (p95 interpolated in histogram buckets). The POST includes storing the question; a follow-up's retrieval starts with it (its conversation's context is known: src/services/chat/lookahead.ts), so \"retrieval\" is what is left of it once the question is stored; the LLM request follows, while the browser opens the stream. Machine: all cores' busy share in the measured window (/proc/stat), and the load generator's own event-loop delay p99 (it timestamps every turn).",
       '',
-      '| students | POST handled | question stored | retrieval | LLM request → first token here | question → first token here | event-loop delay p99 | database pool halfway (busy / waiting) |',
-      '|---|---|---|---|---|---|---|---|',
+      '| students | POST handled | question stored | retrieval | LLM request → first token here | question → first token here | event-loop delay p99 | database pool halfway (busy / waiting) | machine busy · load generator delay p99 |',
+      '|---|---|---|---|---|---|---|---|---|',
     )
     for (const a of apps) {
       const f = (phase: keyof Breakdown['phases']) => {
@@ -610,7 +638,7 @@ function render(results: LevelResult[], fakeTtft: number, opts: Record<string, s
       }
       const lag = a.breakdown!.loopLagP99Ms
       const pool = a.breakdown!.pool
-      lines.push(`| ${a.students} | ${f('post')} | ${f('store')} | ${f('retrieve')} | ${f('model')} | ${f('first_token')} | ${lag === null ? '—' : `${lag.toFixed(0)} ms`} | ${pool ? `${pool.busy} / ${pool.waiting}` : '—'} |`)
+      lines.push(`| ${a.students} | ${f('post')} | ${f('store')} | ${f('retrieve')} | ${f('model')} | ${f('first_token')} | ${lag === null ? '—' : `${lag.toFixed(0)} ms`} | ${pool ? `${pool.busy} / ${pool.waiting}` : '—'} | ${a.machine.busyPct === null ? '—' : `${a.machine.busyPct.toFixed(0)}%`} · ${a.machine.loadGenLagP99Ms.toFixed(0)} ms |`)
     }
   }
   return lines.join('\n')
