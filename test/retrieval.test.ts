@@ -19,7 +19,6 @@ import { chunkBlocks } from '../src/services/textbooks/chunk.ts'
 import { importSampleBook, loadSampleBooks, parseSampleBook, SampleFormatError } from '../src/services/textbooks/samples.ts'
 import { chunkEmbeddingText, createTextbook, deleteTextbook, insertChunks, insertPages, markFailed, markReady, type ChunkInput } from '../src/services/textbooks/store.ts'
 import { FormError } from '../src/services/errors.ts'
-import { PREPARE } from '../src/db/prepared.ts'
 import { freshDatabase } from './helpers/db.ts'
 
 const embedder = createLocalEmbedder()
@@ -222,43 +221,6 @@ test('the search statement is prepared: once Postgres keeps a generic plan, ever
     SELECT sum(generic_plans)::int AS generic FROM pg_prepared_statements WHERE statement LIKE '%settings AS MATERIALIZED%'`.execute(database.db)
   assert.ok(rows[0]!.generic > 0, 'a generic plan ran')
 })
-
-test('stage 1 reads the GIN index in the generic plan of a small library: no scan of every chunk per rare word', async () => {
-  const statements: string[] = []
-  const stop = database.onStatement((text) => statements.push(text))
-  try {
-    await search('Фотосинтезийн асуулт: ургамал гэрлийн энергийг яаж ашигладаг вэ?', { grade: 7, subject: 'biology' })
-  } finally {
-    stop()
-  }
-  const text = statements.find((s) => s.includes('settings AS MATERIALIZED'))!
-  const { rows } = await sql<{ plan: [{ Plan: PlanNode }] }>`EXPLAIN (GENERIC_PLAN, FORMAT JSON) ${sql.raw(text.replace(PREPARE, ''))}`
-    .$castTo<{ plan: [{ Plan: PlanNode }] }>()
-    .execute(database.db)
-  const root = (Object.values(rows[0]!)[0] as [{ Plan: PlanNode }])[0].Plan
-  const nodes = (n: PlanNode): PlanNode[] => [n, ...(n.Plans ?? []).flatMap(nodes)]
-  const stage1 = nodes(root).filter((n) => /^CTE (keyword|trigram)_stage1$/.test(n['Subplan Name'] ?? ''))
-  assert.equal(stage1.length, 2, 'both text legs ran')
-  for (const cte of stage1) {
-    // The CTE's branches: rare evidence (one probe per evidence row), all words, common-word scan.
-    assert.equal(cte['Node Type'], 'Append')
-    const [rare, allWords] = cte.Plans!
-    for (const branch of [rare!, allWords!]) {
-      const scans = nodes(branch).filter((n) => n['Relation Name'] === 'chunks' || n['Index Name'] === 'chunks_tsv_idx')
-      assert.ok(scans.some((n) => n['Index Name'] === 'chunks_tsv_idx'), `${cte['Subplan Name']}: the GIN index`)
-      assert.ok(!scans.some((n) => n['Node Type'] === 'Seq Scan'), `${cte['Subplan Name']}: no sequential scan of chunks`)
-    }
-  }
-})
-
-interface PlanNode {
-  'Node Type': string
-  'Relation Name'?: string
-  'Index Name'?: string
-  'CTE Name'?: string
-  'Subplan Name'?: string
-  Plans?: PlanNode[]
-}
 
 test('similar words are cached per vocabulary: the same results, still two statements, and a new book refreshes them', async () => {
   clearSimilarWordsCache()

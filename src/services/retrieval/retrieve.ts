@@ -315,11 +315,8 @@ interface PassageRow {
  * know the scope's size or the words' frequencies, cannot go wrong by much: stage 1's scope is
  * never matched on the textbook_id index where the GIN index drives (stage1Scope), and the rare
  * words' index probes stay one per evidence row (OFFSET 0). Before that, at 100,000 chunks the
- * generic plans were up to 100× slower. On a small library the planner would rather match every
- * chunk's tsvector once per evidence row than probe the GIN index, as it prices `@@` like `=`;
- * migration 0006 prices it as what it costs, and markReady keeps statistics fresh (a test checks the generic plan). See
- * docs/decisions/010, "Prepared statements", "Stage 1 per word" and "The GIN index on a small
- * library".
+ * generic plans were up to 100× slower. See docs/decisions/010, "Prepared statements" and
+ * "Stage 1 per word".
  */
 async function search(db: Kysely<DB>, plan: SearchPlan): Promise<PassageRow[]> {
   const { words, legs, totalChunks } = plan

@@ -182,10 +182,6 @@ export async function markReady(
     await removeContent(trx, book.replaces_id)
     await trx.updateTable('textbooks').set({ status: 'replaced', chunk_count: 0 }).where('id', '=', book.replaces_id).execute()
   }
-  // Fresh statistics for retrieval's plans: without them Postgres re-plans its prepared search
-  // at every new word, and on a small library it would scan every chunk instead of the GIN index
-  // (migration 0006, docs/decisions/010). PGlite runs no autovacuum. Sampled: seconds at 100k.
-  await sql`ANALYZE chunks, search_words`.execute(trx)
 }
 
 /** Deletes a textbook with its pages and chunks, and takes its words out of the search vocabulary. */
