@@ -626,7 +626,7 @@ function render(results: LevelResult[], fakeTtft: number, opts: Record<string, s
   if (apps.length) {
     lines.push(
       '',
-      "Where the app's time before the first token went, from its own metrics (`bagsh_chat_turn_phase_seconds`, `bagsh_http_request_duration_seconds`): mean / p95 in ms (p95 interpolated in histogram buckets). The POST includes storing the question; a follow-up's retrieval starts with it (its conversation's context is known: src/services/chat/lookahead.ts), so \"retrieval\" is what is left of it once the question is stored; the LLM request follows, while the browser opens the stream. Machine: all cores' busy share in the measured window (/proc/stat), and the load generator's own event-loop delay p99 (it timestamps every turn).",
+      "Where the app's time before the first token went, from its own metrics (`bagsh_chat_turn_phase_seconds`, `bagsh_http_request_duration_seconds`): mean / p95 in ms (p95 interpolated in histogram buckets). The POST includes storing the question; retrieval and the LLM request run after the POST has answered, while the browser opens the stream. Machine: all cores' busy share in the measured window (/proc/stat), and the load generator's own event-loop delay p99 (it timestamps every turn).",
       '',
       '| students | POST handled | question stored | retrieval | LLM request → first token here | question → first token here | event-loop delay p99 | database pool halfway (busy / waiting) | machine busy · load generator delay p99 |',
       '|---|---|---|---|---|---|---|---|---|',

@@ -1,7 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import type { AnswerKind, Citation, DB } from '../../db/schema.ts'
 import { BACKGROUND, PREPARE } from '../../db/prepared.ts'
-import type { Passage } from '../retrieval/retrieve.ts'
 import { CACHE_MIN_SEEN, CACHE_TTL_HOURS } from './cache.ts'
 import { ANSWER_LEASE_SECONDS, TODAY } from './questions.ts'
 
@@ -30,8 +29,6 @@ export interface AnswerJob {
   history?: { role: 'user' | 'assistant'; content: string }[]
   /** performance.now() when the student's question reached askTutor (fresh questions only: timing metrics). */
   askedAt?: number
-  /** The passages, when they were looked up while the question was being stored (AnswerBroker.retrieveAhead). */
-  passages?: Promise<Passage[]>
 }
 
 /** Retries with backoff from 15 s up to 15 min; after this many the question is marked failed. */

@@ -6,15 +6,13 @@ import { cacheKeyFor } from './cache.ts'
 import type { Conversation, NewConversation } from './conversations.ts'
 import type { ChatMetrics } from './metrics.ts'
 import type { LearningEventBatcher } from '../learning/events.ts'
-import { sameContext } from './lookahead.ts'
 import { storeQuestion, type ChatLimits, type StoreQuestionResult } from './questions.ts'
 
 /**
  * A student asks: the question is stored (one statement, limits and cache included, and for a
  * follow-up the ownership check and the history the prompt needs) before anything slow
  * happens, then — unless the cache answered it — the broker starts answering it in the
- * background. The caller redirects or returns the fragment at once. Where the conversation's
- * context is known beforehand, its passages are looked up meanwhile (lookahead.ts).
+ * background. The caller redirects or returns the fragment at once.
  */
 
 export interface AskInput {
@@ -44,11 +42,6 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
     ? cacheKeyFor({ question, grade: conversation.grade, subject: conversation.subject, textbookId: conversation.textbookId, sectionPath: conversation.sectionPath }, { firstQuestion: true, askerName: user.displayName })
     : null
   const askedAt = performance.now()
-  // The passages are looked up while the question is stored when the conversation's context is
-  // known here (not for answers the cache may give, nor "more detail", which searches the
-  // previous question). The store decides; a question it turns away only spent its budget.
-  const known = input.detail || cacheKey !== null ? undefined : isNew ? conversation : deps.broker.lookahead.contextOf(conversation.id, user.id)
-  const ahead = known && deps.broker.lookahead.take(user.id, input.limits.perMinute) ? deps.broker.retrieveAhead(known, question) : undefined
   const result = await storeQuestion(db, {
     userId: user.id,
     schoolId: user.schoolId!,
@@ -62,7 +55,6 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
   switch (result.outcome) {
     case 'stored': {
       const context = result.context
-      deps.broker.lookahead.remember(result.conversationId, user.id, context)
       if (result.cached) {
         deps.metrics.turns.inc({ outcome: 'cached' })
         deps.metrics.cacheHits.inc()
@@ -82,7 +74,6 @@ export async function askTutor(db: Kysely<DB>, deps: AskDeps, input: AskInput): 
         attempts: 0,
         history: result.history,
         askedAt,
-        passages: ahead && known && sameContext(known, context) ? ahead : undefined,
       })
       break
     }

@@ -6,8 +6,7 @@ import { AllProvidersFailed, LlmError, LlmRequestRejected, type Llm } from '../l
 import type { LearningEventBatcher } from '../learning/events.ts'
 import { retrievePassages, type Passage } from '../retrieval/retrieve.ts'
 import { answerState, loadHistory, releaseAnswers, requeueAnswer, storeAnswer, type AnswerJob } from './answers.ts'
-import { ANSWER_LEASE_SECONDS, type QuestionContext } from './questions.ts'
-import { Lookahead } from './lookahead.ts'
+import { ANSWER_LEASE_SECONDS } from './questions.ts'
 import { countAttempts, type ChatMetrics } from './metrics.ts'
 import { offlineAnswer } from './offline.ts'
 import { buildChatRequest } from './prompt.ts'
@@ -200,8 +199,6 @@ export class AnswerBroker {
   private readonly deadlineMs: number
   private readonly streams = new Map<number, AnswerStream>()
   private readonly running = new Map<number, { controller: AbortController; done: Promise<void> }>()
-  /** Conversation contexts and look-ahead budgets (retrieveAhead). */
-  readonly lookahead = new Lookahead()
   private subjectNames: Map<string, string> | null = null
   private pollTimer: NodeJS.Timeout | null = null
   private sweepTimer: NodeJS.Timeout
@@ -325,8 +322,7 @@ export class AnswerBroker {
       const history = job.cacheKey ? [] : (job.history ?? (await loadHistory(this.db, job.conversationId, job.questionId)))
       // "More detail" is about the previous question: search for that one.
       const query = job.detail ? ([...history].reverse().find((m) => m.role === 'user')?.content ?? job.question) : job.question
-      // Looked up while the question was stored (askTutor), or now.
-      const passages = job.passages && !job.detail ? await job.passages : await this.retrieve(job, query, job.answerId)
+      const passages = await this.retrieve(job, query)
       const retrieved = performance.now()
       this.metrics.turnPhase.observe({ phase: 'retrieve' }, (retrieved - started) / 1000)
       if (job.attempts === 0) this.recordQuestion(job, passages)
@@ -455,25 +451,16 @@ export class AnswerBroker {
     this.ensurePolling()
   }
 
-  /**
-   * Starts looking up the passages for a question before it is stored, so that the two wait
-   * for the database together rather than one after the other; start() then gets the promise
-   * with the job. Undefined when shutting down. Never rejects (see retrieve).
-   */
-  retrieveAhead(context: QuestionContext, question: string): Promise<Passage[]> | undefined {
-    return this.closing ? undefined : this.retrieve(context, question, null)
-  }
-
-  private async retrieve(context: QuestionContext, query: string, answerId: number | null): Promise<Passage[]> {
+  private async retrieve(job: AnswerJob, query: string): Promise<Passage[]> {
     try {
       return await retrievePassages(
         this.db,
-        { query, grade: context.grade, subject: context.subject, textbookId: context.textbookId, sectionPath: context.sectionPath, limit: 5 },
+        { query, grade: job.grade, subject: job.subject, textbookId: job.textbookId, sectionPath: job.sectionPath, limit: 5 },
         this.embedder,
       )
     } catch (err) {
       // The tutor still answers (and says the textbook had nothing) rather than failing.
-      this.log.warn({ err, answerId }, 'retrieval failed')
+      this.log.warn({ err, answerId: job.answerId }, 'retrieval failed')
       return []
     }
   }
