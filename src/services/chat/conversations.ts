@@ -1,5 +1,4 @@
-import { sql, type Kysely } from 'kysely'
-import { BACKGROUND } from '../../db/prepared.ts'
+import type { Kysely } from 'kysely'
 import type { AnswerKind, Citation, DB, MessageStatus } from '../../db/schema.ts'
 import type { SessionUser } from '../auth/sessions.ts'
 import { FormError, NotFoundError } from '../errors.ts'
@@ -254,8 +253,7 @@ export async function findAnswerForStudent(db: Kysely<DB>, viewer: SessionUser, 
 
 /**
  * Whether anything was asked after this answer: then it is not the latest one, and its "more
- * detail" action (which explains the latest question) is not shown. Read as the answer ends, so
- * a background statement: the database thread runs questions waiting for their passages first.
+ * detail" action (which explains the latest question) is not shown.
  */
 export async function hasLaterMessages(db: Kysely<DB>, conversationId: number, answerId: number): Promise<boolean> {
   const row = await db
@@ -264,7 +262,6 @@ export async function hasLaterMessages(db: Kysely<DB>, conversationId: number, a
     .where('conversation_id', '=', conversationId)
     .where('id', '>', String(answerId))
     .limit(1)
-    .modifyEnd(sql.raw(BACKGROUND))
     .executeTakeFirst()
   return row !== undefined
 }
