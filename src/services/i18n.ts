@@ -67,5 +67,5 @@ export function fixedTranslators(instance: i18n): Record<Language, Translate> {
     }
     return cached as unknown as Translate
   }
-  return { mn: make('mn'), en: make('en') }
+  return Object.fromEntries(LANGUAGES.map((lang) => [lang, make(lang)])) as Record<Language, Translate>
 }

@@ -233,9 +233,12 @@ function anyOf(words: string[]): string {
 }
 
 function scopeFilter(ids: number[], section: string | null): RawBuilder<unknown> {
-  return section
-    ? sql`textbook_id = ANY(${ids}::int[]) AND (section_path = ${section} OR starts_with(section_path, ${section + '.'}))`
-    : sql`textbook_id = ANY(${ids}::int[])`
+  return sql`textbook_id = ANY(${ids}::int[])${sectionFilter(section)}`
+}
+
+/** A section ("2") and everything under it ("2.1", "2.1.3"), as ` AND …`; nothing without one. */
+function sectionFilter(section: string | null): RawBuilder<unknown> {
+  return section ? sql` AND (section_path = ${section} OR starts_with(section_path, ${section + '.'}))` : sql``
 }
 
 /**
@@ -252,7 +255,7 @@ function scopeFilter(ids: number[], section: string | null): RawBuilder<unknown>
  */
 function stage1Scope(ids: number[], section: string | null): { gin: RawBuilder<unknown>; scan: RawBuilder<unknown> } {
   const list = sql`(SELECT ${ids}::int[])::int[]`
-  const part = section ? sql` AND (section_path = ${section} OR starts_with(section_path, ${section + '.'}))` : sql``
+  const part = sectionFilter(section)
   return { gin: sql`textbook_id + 0 = ANY(${list})${part}`, scan: sql`textbook_id = ANY(${list})${part}` }
 }
 
